@@ -1,0 +1,142 @@
+// Command gateway runs one sessiongate node: the Nakama-compatible HTTP session API, and the
+// Prometheus metrics endpoint. With no --redis-url it is a self-contained single node with
+// in-memory stores; with one, it shares accounts and revocations with every node on that Redis.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sessiongate/sessiongate/auth"
+	"github.com/sessiongate/sessiongate/gateway"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: it returns the exit code, so tests can drive it.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	o, err := parseOptions(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 2
+	}
+	log, err := newLogger(o.logLevel, o.logFormat, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 2
+	}
+	if err := serve(ctx, o, log); err != nil {
+		log.Error().Err(err).Msg("gateway stopped with an error")
+		return 1
+	}
+	log.Info().Msg("gateway stopped")
+	return 0
+}
+
+func serve(ctx context.Context, o *options, log zerolog.Logger) error {
+	cfg := o.cfg
+	if cfg.NodeID == "" {
+		cfg.NodeID = newNodeID()
+	}
+	log = log.With().Str("node", cfg.NodeID).Logger()
+	if names := o.defaultSecrets(); len(names) > 0 {
+		log.Warn().Strs("settings", names).Msg("INSECURE: running with default secrets, which are public; set them before exposing this node")
+	}
+
+	stores, closeStores, err := openStores(ctx, cfg.RedisURL, o.redisPrefix)
+	if err != nil {
+		return err
+	}
+	defer closeStores()
+
+	srv, err := gateway.New(cfg, log, stores)
+	if err != nil {
+		return err
+	}
+	apiLn, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("failed to listen on %s: %w", cfg.Addr, err)
+	}
+	var metricsLn net.Listener
+	if o.metricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", o.metricsAddr); err != nil {
+			apiLn.Close()
+			return fmt.Errorf("failed to listen on %s: %w", o.metricsAddr, err)
+		}
+		log.Info().Str("addr", metricsLn.Addr().String()).Msg("metrics listening")
+	}
+	mode := "embedded"
+	if cfg.RedisURL != "" {
+		mode = "redis"
+	}
+	log.Info().Str("mode", mode).Msg("gateway starting")
+	return srv.Run(ctx, apiLn, metricsLn)
+}
+
+// openStores returns the in-memory stores, or Redis ones when redisURL is set, and a function
+// that releases them.
+func openStores(ctx context.Context, redisURL, prefix string) (gateway.Stores, func(), error) {
+	if redisURL == "" {
+		return gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()}, func() {}, nil
+	}
+	client, err := newRedisClient(redisURL)
+	if err != nil {
+		return gateway.Stores{}, nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		client.Close()
+		return gateway.Stores{}, nil, fmt.Errorf("failed to reach redis: %w", err)
+	}
+	stores := gateway.Stores{
+		Accounts:    auth.NewRedisAccounts(client, prefix),
+		Revocations: auth.NewRedisRevocations(client, prefix),
+	}
+	return stores, func() { client.Close() }, nil
+}
+
+func newNodeID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "node"
+	}
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+func newLogger(level, format string, w io.Writer) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Logger{}, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Logger{}, fmt.Errorf("invalid --log-format %q: want json or console", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}

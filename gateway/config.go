@@ -1,0 +1,84 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sessiongate/sessiongate/auth"
+)
+
+// Config is the whole of a node's configuration. cmd/gateway fills it from flags and
+// SESSIONGATE_* environment variables; zero values take the defaults listed per field.
+type Config struct {
+	// Addr is the API listen address (HTTP and, later, WebSocket). Default ":7350".
+	Addr string
+	// MetricsAddr is the Prometheus listen address; "" disables it. Default ":9100" (set by cmd).
+	MetricsAddr string
+	// NodeID names this node in the cluster. Default: generated at start (set by cmd).
+	NodeID string
+	// ServerKey is the key clients send as Basic auth to authenticate. Default "defaultkey".
+	ServerKey string
+	// HTTPKey authenticates the server-to-server API and is sent to the before-auth hook.
+	// Default "defaulthttpkey".
+	HTTPKey string
+	// CORSOrigins lists origins allowed to call the API from a browser; "*" allows any.
+	// Default ["*"], as Nakama.
+	CORSOrigins []string
+	// MaxRequestBytes caps a request body. Default 262144, as Nakama.
+	MaxRequestBytes int64
+	// TrustForwardedFor takes the client IP from X-Forwarded-For (last hop) for rate limiting.
+	// Enable only behind a proxy that sets it, or clients can pick their own IP. Default false.
+	TrustForwardedFor bool
+	// TLSCert and TLSKey, both set, serve the API over TLS.
+	TLSCert, TLSKey string
+	// ShutdownTimeout bounds the graceful shutdown of the HTTP servers. Default 10s.
+	ShutdownTimeout time.Duration
+	// RedisURL, when set, makes the node use Redis stores (cluster mode); empty is the embedded
+	// single-node mode with in-memory stores.
+	RedisURL string
+	// Auth holds the token and login settings.
+	Auth auth.Config
+}
+
+// Defaults returns c with every zero field set to its documented default.
+func (c Config) Defaults() Config {
+	if c.Addr == "" {
+		c.Addr = ":7350"
+	}
+	if c.ServerKey == "" {
+		c.ServerKey = "defaultkey"
+	}
+	if c.HTTPKey == "" {
+		c.HTTPKey = "defaulthttpkey"
+	}
+	if c.Auth.BeforeAuthKey == "" {
+		// The hook authenticates the gateway's calls by the HTTP key, as documented on HTTPKey.
+		c.Auth.BeforeAuthKey = c.HTTPKey
+	}
+	if len(c.CORSOrigins) == 0 {
+		c.CORSOrigins = []string{"*"}
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = 262144
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	c.Auth = c.Auth.Defaults()
+	return c
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxRequestBytes < 0:
+		return errors.New("max request bytes must not be negative")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("TLS needs both a certificate and a key")
+	}
+	if err := c.Auth.Validate(); err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sessiongate/sessiongate/auth"
+)
+
+// Stores are the storage implementations a node runs on: the in-memory ones for the embedded
+// single-node mode, or the Redis ones for a cluster.
+type Stores struct {
+	Accounts    auth.AccountStore
+	Revocations auth.RevocationStore
+}
+
+// Server is one gateway node: the API handler, its metrics and the auth service behind it.
+type Server struct {
+	cfg                            Config
+	log                            zerolog.Logger
+	auth                           *auth.Service
+	metrics                        *Metrics
+	routes                         map[string]*route
+	notFound, badMethod, preflight *routeMetrics
+
+	anyOrigin bool
+	origins   map[string]bool
+}
+
+// New builds a node from cfg (defaulted and validated) over stores.
+func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	if stores.Accounts == nil || stores.Revocations == nil {
+		return nil, errors.New("both stores are required")
+	}
+	m := NewMetrics()
+	svc, err := auth.NewService(cfg.Auth, stores.Accounts, stores.Revocations, auth.WithOutcomeObserver(m.AuthOutcome))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, auth: svc, metrics: m, origins: make(map[string]bool)}
+	for _, o := range cfg.CORSOrigins {
+		if o == "*" {
+			s.anyOrigin = true
+		}
+		s.origins[strings.TrimSuffix(o, "/")] = true
+	}
+	s.routes = s.buildRoutes()
+	s.notFound = m.forRoute("unmatched")
+	s.badMethod = m.forRoute("bad_method")
+	s.preflight = m.forRoute("preflight")
+	return s, nil
+}
+
+// Auth returns the node's auth service.
+func (s *Server) Auth() *auth.Service { return s.auth }
+
+// Metrics returns the node's metrics.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Config returns the node's effective configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// Run serves the API on apiLn and, when metricsLn is not nil, metrics on metricsLn, and runs
+// the node's background work, until ctx ends; then it shuts the servers down gracefully
+// (bounded by ShutdownTimeout) and returns once everything it started has stopped.
+func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.auth.Run(ctx); err != nil {
+			errs <- fmt.Errorf("auth service: %w", err)
+			cancel()
+		}
+	}()
+
+	servers := []*http.Server{s.httpServer(s, apiLn)}
+	if metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", s.metrics.Handler())
+		servers = append(servers, s.httpServer(mux, metricsLn))
+	}
+	tls := s.cfg.TLSCert != ""
+	for i, srv := range servers {
+		ln := apiLn
+		if i == 1 {
+			ln = metricsLn
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if tls && i == 0 {
+				err = srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
+				cancel()
+			}
+		}()
+	}
+	s.log.Info().Str("addr", apiLn.Addr().String()).Bool("tls", tls).Msg("api listening")
+
+	<-ctx.Done()
+	shutdownCtx, stop := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer stop()
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			s.log.Warn().Err(err).Msg("graceful shutdown cut short")
+			_ = srv.Close()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func (s *Server) httpServer(h http.Handler, ln net.Listener) *http.Server {
+	return &http.Server{
+		Handler: h,
+		// No ReadTimeout or WriteTimeout: they would stay armed on upgraded sockets. Header and
+		// idle timeouts still bound slow or idle HTTP clients.
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          newStdLogger(s.log, ln.Addr().String()),
+	}
+}
