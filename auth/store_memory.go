@@ -132,8 +132,11 @@ func (m *MemoryRevocations) Revoke(_ context.Context, r Revocation) error {
 // called.
 func (m *MemoryRevocations) Watch(ctx context.Context, apply func(Revocation), synced, _ func()) error {
 	m.mu.Lock()
+	now := m.now().Unix()
 	for _, e := range m.entries {
-		apply(e)
+		if e.Until >= now {
+			apply(e)
+		}
 	}
 	id := m.next
 	m.next++
