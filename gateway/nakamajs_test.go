@@ -1,0 +1,222 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sessiongate/sessiongate/auth"
+	"github.com/sessiongate/sessiongate/gateway"
+)
+
+// The nakama-js compatibility test runs the official npm client, @heroiclabs/nakama-js 2.8.0
+// pinned in testdata/nakamajs/package-lock.json, against an in-process gateway with the
+// production defaults (server key "defaultkey", 60s session and 1h refresh tokens). The
+// checks themselves are in testdata/nakamajs/session_test.mjs.
+const (
+	nakamaJSDir    = "testdata/nakamajs"
+	nakamaJSScript = "session_test.mjs"
+	// nakamaJSStamp, inside node_modules, records the hash of the lock file it was installed from.
+	nakamaJSStamp      = ".sessiongate-install-stamp"
+	nakamaJSRunTimeout = 60 * time.Second
+	nakamaJSNPMTimeout = 5 * time.Minute
+	// nakamaJSStaleLock is when a lock left by a crashed install may be taken over.
+	nakamaJSStaleLock = 10 * time.Minute
+)
+
+func TestNakamaJSSession(t *testing.T) {
+	node := nakamaJSTool(t, "node")
+	npm := nakamaJSTool(t, "npm")
+	nakamaJSCheckNodeVersion(t, node)
+	dir, err := filepath.Abs(nakamaJSDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nakamaJSInstall(t, npm, dir)
+
+	cfg := gateway.Config{
+		ServerKey: "defaultkey",
+		Auth: auth.Config{
+			EncryptionKey:        "nakamajs-test-session-key",
+			RefreshEncryptionKey: "nakamajs-test-refresh-key",
+			BcryptCost:           4,
+		},
+	}
+	srv, err := gateway.New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), gateway.Stores{
+		Accounts:    auth.NewMemoryAccounts(),
+		Revocations: auth.NewMemoryRevocations(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- srv.Run(ctx, ln, nil) }()
+	// Stop the node and wait for every goroutine it started before the test ends.
+	defer func() {
+		cancel()
+		select {
+		case err := <-runErr:
+			if err != nil {
+				t.Errorf("gateway Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("gateway did not stop within 30s of cancel")
+		}
+	}()
+
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	runCtx, stop := context.WithTimeout(context.Background(), nakamaJSRunTimeout)
+	defer stop()
+	cmd := exec.CommandContext(runCtx, node, nakamaJSScript)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NAKAMA_HOST="+host, "NAKAMA_PORT="+port, "NAKAMA_SERVER_KEY="+cfg.ServerKey)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	err = cmd.Run()
+	elapsed := time.Since(start).Round(time.Millisecond)
+	switch {
+	case runCtx.Err() != nil:
+		t.Errorf("node %s did not finish within %v; its output:\n%s", nakamaJSScript, nakamaJSRunTimeout, out.String())
+	case err != nil:
+		t.Errorf("node %s failed (%v) after %v; its output:\n%s", nakamaJSScript, err, elapsed, out.String())
+	default:
+		t.Logf("node %s passed in %v:\n%s", nakamaJSScript, elapsed, out.String())
+	}
+}
+
+// nakamaJSTool returns the path of a tool the test needs. Without it the test is skipped,
+// except on CI (CI=true), where a missing tool is a failure.
+func nakamaJSTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		nakamaJSSkip(t, "%s not found in PATH: the nakama-js compatibility test needs Node.js 20+ and npm", name)
+	}
+	return p
+}
+
+func nakamaJSSkip(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// nakamaJSCheckNodeVersion requires Node 20 or later (global fetch and Response, which
+// nakama-js relies on, and the ES module syntax of the script).
+func nakamaJSCheckNodeVersion(t *testing.T, node string) {
+	t.Helper()
+	out, err := exec.Command(node, "--version").Output()
+	if err != nil {
+		nakamaJSSkip(t, "node --version: %v", err)
+	}
+	v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
+	major, _, _ := strings.Cut(v, ".")
+	if n, err := strconv.Atoi(major); err != nil || n < 20 {
+		nakamaJSSkip(t, "node %s is too old: the nakama-js compatibility test needs Node.js 20+", v)
+	}
+}
+
+// nakamaJSInstall runs "npm ci" in dir unless node_modules was already installed from the
+// current package.json and package-lock.json. A lock file serialises concurrent test
+// processes; the stamp is written only after a successful install.
+func nakamaJSInstall(t *testing.T, npm, dir string) {
+	t.Helper()
+	want, err := nakamaJSLockHash(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp := filepath.Join(dir, "node_modules", nakamaJSStamp)
+	if got, err := os.ReadFile(stamp); err == nil && string(got) == want {
+		return
+	}
+
+	unlock := nakamaJSLock(t, dir)
+	defer unlock()
+	if got, err := os.ReadFile(stamp); err == nil && string(got) == want {
+		return // another process installed it while we waited
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), nakamaJSNPMTimeout)
+	defer cancel()
+	// --ignore-scripts: nothing needs building, and it keeps dependencies' install hooks
+	// (telemetry) from running. --prefer-offline: use the npm cache when it has the tarballs.
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-offline")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SCARF_ANALYTICS=false")
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+	if err := os.WriteFile(stamp, []byte(want), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("npm ci in %s took %v", dir, time.Since(start).Round(time.Millisecond))
+}
+
+// nakamaJSLockHash identifies an install by the content of package.json and package-lock.json.
+func nakamaJSLockHash(dir string) (string, error) {
+	h := sha256.New()
+	for _, name := range []string{"package.json", "package-lock.json"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", name, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// nakamaJSLock takes an exclusive lock for installing into dir, shared by every process on the
+// machine, and returns its release. The lock is a file created with O_EXCL in the temp dir; one
+// older than nakamaJSStaleLock was left by a crashed process and is taken over.
+func nakamaJSLock(t *testing.T, dir string) func() {
+	t.Helper()
+	sum := sha256.Sum256([]byte(dir))
+	path := filepath.Join(os.TempDir(), "sessiongate-nakamajs-"+hex.EncodeToString(sum[:6])+".lock")
+	deadline := time.Now().Add(nakamaJSNPMTimeout + time.Minute)
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintf(f, "pid %d\n", os.Getpid())
+			_ = f.Close()
+			return func() { _ = os.Remove(path) }
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			t.Fatalf("install lock %s: %v", path, err)
+		}
+		if fi, err := os.Stat(path); err == nil && time.Since(fi.ModTime()) > nakamaJSStaleLock {
+			t.Logf("taking over stale install lock %s", path)
+			_ = os.Remove(path)
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("install lock %s still held after %v; remove it if no test is running", path, nakamaJSNPMTimeout+time.Minute)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
