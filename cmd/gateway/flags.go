@@ -35,8 +35,9 @@ func envName(flagName string) string {
 }
 
 // parseOptions reads flags, then fills every flag not given on the command line from its
-// environment variable. Flags win over the environment, which wins over the default.
-func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+// environment variable. Flags win over the environment, which wins over the default. A variable
+// that is set but empty counts (SESSIONGATE_METRICS_ADDR= disables metrics, as the flag does).
+func parseOptions(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (*options, error) {
 	o := &options{}
 	c := &o.cfg
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
@@ -80,7 +81,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		if given[f.Name] || envErr != nil {
 			return
 		}
-		if v := getenv(envName(f.Name)); v != "" {
+		if v, ok := lookupEnv(envName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = fmt.Errorf("invalid %s=%q: %w", envName(f.Name), v, err)
 			}

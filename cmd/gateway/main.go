@@ -25,14 +25,14 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run is main without the process: it returns the exit code, so tests can drive it.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	o, err := parseOptions(args, getenv, stderr)
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+	o, err := parseOptions(args, lookupEnv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
