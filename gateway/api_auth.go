@@ -27,9 +27,10 @@ var (
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// decodeBody reads a JSON request body into m. An empty body leaves m empty, as Nakama's
-// gateway does, so the handler's own "X is required" check answers it.
-func decodeBody(r *http.Request, m proto.Message) error {
+// decodeBody reads a JSON request body into m and reports whether the body was empty. An empty
+// body leaves m empty, as Nakama's gateway does, so the handler's own "X is required" check
+// answers it.
+func decodeBody(r *http.Request, m proto.Message) (empty bool, err error) {
 	bp := bodyPool.Get().(*[]byte)
 	defer bodyPool.Put(bp)
 	buf := (*bp)[:0]
@@ -45,19 +46,19 @@ func decodeBody(r *http.Request, m proto.Message) error {
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				return errorf(auth.CodeInvalidArgument, "Request body too large, limit is "+strconv.FormatInt(tooBig.Limit, 10)+" bytes.")
+				return false, errorf(auth.CodeInvalidArgument, "Request body too large, limit is "+strconv.FormatInt(tooBig.Limit, 10)+" bytes.")
 			}
-			return errorf(auth.CodeInvalidArgument, "Unable to read request body.")
+			return false, errorf(auth.CodeInvalidArgument, "Unable to read request body.")
 		}
 	}
 	*bp = buf
 	if len(buf) == 0 {
-		return nil
+		return true, nil
 	}
 	if err := unmarshalJSON.Unmarshal(buf, m); err != nil {
-		return errorf(auth.CodeInvalidArgument, "Invalid request body: "+err.Error())
+		return false, errorf(auth.CodeInvalidArgument, "Invalid request body: "+err.Error())
 	}
-	return nil
+	return false, nil
 }
 
 // writeJSON renders m as Nakama renders it.
@@ -152,8 +153,15 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, p auth.Pro
 		s.writeError(w, r, err)
 		return
 	}
-	if err := decodeBody(r, body); err != nil {
+	empty, err := decodeBody(r, body)
+	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if empty && p == auth.ProviderEmail {
+		// Nakama's gateway leaves the account nil for an empty body and answers this, before
+		// it looks at the username query.
+		s.writeError(w, r, errorf(auth.CodeInvalidArgument, "Email address and password is required."))
 		return
 	}
 	req := auth.AuthRequest{Provider: p, Create: create, Username: username, ClientIP: s.clientIP(r)}
@@ -172,7 +180,7 @@ func (s *Server) handleSessionRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body api.SessionRefreshRequest
-	if err := decodeBody(r, &body); err != nil {
+	if _, err := decodeBody(r, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -191,7 +199,7 @@ func (s *Server) handleSessionLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body api.SessionLogoutRequest
-	if err := decodeBody(r, &body); err != nil {
+	if _, err := decodeBody(r, &body); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
