@@ -39,6 +39,27 @@ type Config struct {
 	RedisURL string
 	// Auth holds the token and login settings.
 	Auth auth.Config
+
+	// Realtime socket (GET /ws); see socket.go.
+
+	// HubShards is the number of shards of the socket hub: 0 (default, sized from GOMAXPROCS by
+	// hub.DefaultShards) or a power of two up to hub.MaxShards.
+	HubShards int
+	// MaxMessageSize is the largest message a client may send on a socket, in bytes; a larger
+	// one closes the socket with 1009. Default 4096, as Nakama.
+	MaxMessageSize int64
+	// OutgoingQueueSize bounds the messages waiting to be written to one socket; a send that
+	// would exceed it closes the socket as a slow consumer (4008). Default 64.
+	OutgoingQueueSize int
+	// WriteWait bounds each write to a socket, and the whole close of a socket (flush, close
+	// frame and handshake) after which the connection is dropped. Default 5s.
+	WriteWait time.Duration
+	// PingPeriod is how long a socket may stay silent before the server sends it a WebSocket
+	// ping. Default 15s.
+	PingPeriod time.Duration
+	// PongWait is how long a socket may stay silent (no pong, ping or message) before it is
+	// closed with 4002. Must exceed PingPeriod. Default 25s.
+	PongWait time.Duration
 }
 
 // Defaults returns c with every zero field set to its documented default.
@@ -65,6 +86,21 @@ func (c Config) Defaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 4096
+	}
+	if c.OutgoingQueueSize == 0 {
+		c.OutgoingQueueSize = 64
+	}
+	if c.WriteWait == 0 {
+		c.WriteWait = 5 * time.Second
+	}
+	if c.PingPeriod == 0 {
+		c.PingPeriod = 15 * time.Second
+	}
+	if c.PongWait == 0 {
+		c.PongWait = 25 * time.Second
+	}
 	c.Auth = c.Auth.Defaults()
 	return c
 }
@@ -76,6 +112,9 @@ func (c Config) Validate() error {
 		return errors.New("max request bytes must not be negative")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("TLS needs both a certificate and a key")
+	}
+	if err := c.validateSocket(); err != nil {
+		return err
 	}
 	if err := c.Auth.Validate(); err != nil {
 		return fmt.Errorf("auth: %w", err)

@@ -65,7 +65,7 @@ type routeMetrics struct {
 
 func (m *Metrics) forRoute(route string) *routeMetrics {
 	rm := &routeMetrics{latency: m.latency.WithLabelValues(route), byCode: make(map[int]prometheus.Counter), vec: m.requests, route: route}
-	for _, c := range []int{200, 400, 401, 403, 404, 409, 413, 429, 500, 501, 503} {
+	for _, c := range []int{101, 200, 400, 401, 403, 404, 409, 413, 426, 429, 500, 501, 503} {
 		rm.byCode[c] = m.requests.WithLabelValues(route, strconv.Itoa(c))
 	}
 	return rm

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/sessiongate/sessiongate/auth"
 	"github.com/sessiongate/sessiongate/gateway"
 )
@@ -56,34 +54,8 @@ func TestNakamaJSSession(t *testing.T) {
 			BcryptCost:           4,
 		},
 	}
-	srv, err := gateway.New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), gateway.Stores{
-		Accounts:    auth.NewMemoryAccounts(),
-		Revocations: auth.NewMemoryRevocations(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- srv.Run(ctx, ln, nil) }()
-	// Stop the node and wait for every goroutine it started before the test ends.
-	defer func() {
-		cancel()
-		select {
-		case err := <-runErr:
-			if err != nil {
-				t.Errorf("gateway Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("gateway did not stop within 30s of cancel")
-		}
-	}()
-
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	s := startServer(t, cfg, gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()})
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(s.url, "http://"))
 	runCtx, stop := context.WithTimeout(context.Background(), nakamaJSRunTimeout)
 	defer stop()
 	cmd := exec.CommandContext(runCtx, node, nakamaJSScript)

@@ -30,6 +30,7 @@ func (s *Server) buildRoutes() map[string]*route {
 		{http.MethodPost, "/v2/account/session/refresh", s.handleSessionRefresh},
 		{http.MethodPost, "/v2/session/logout", s.handleSessionLogout},
 		{http.MethodGet, "/v2/account", s.handleGetAccount},
+		{http.MethodGet, "/ws", s.handleSocket},
 	}
 	routes := make(map[string]*route, len(table))
 	for _, t := range table {

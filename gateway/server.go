@@ -33,6 +33,8 @@ type Server struct {
 
 	anyOrigin bool
 	origins   map[string]bool
+
+	rt *realtime // the realtime socket: hub, heartbeats, drain (socket.go)
 }
 
 // New builds a node from cfg (defaulted and validated) over stores.
@@ -50,6 +52,9 @@ func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, auth: svc, metrics: m, origins: make(map[string]bool)}
+	if s.rt, err = newRealtime(cfg, m); err != nil {
+		return nil, err
+	}
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
 			s.anyOrigin = true
@@ -81,6 +86,11 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
+	heartbeats := make(chan struct{})
+	go func() {
+		defer close(heartbeats)
+		s.runHeartbeats(ctx)
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -128,6 +138,9 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 			_ = srv.Close()
 		}
 	}
+	s.drainSockets(shutdownCtx)
+	<-heartbeats
+	s.rt.pings.Wait()
 	wg.Wait()
 	close(errs)
 	var all []error

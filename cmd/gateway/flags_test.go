@@ -48,6 +48,12 @@ func TestParseOptionsDefaults(t *testing.T) {
 		{"login-failures-per-ip", c.Auth.LoginFailuresPerIP, 20},
 		{"bcrypt-cost", c.Auth.BcryptCost, 10},
 		{"shutdown-timeout", c.ShutdownTimeout, 10 * time.Second},
+		{"hub-shards", c.HubShards, 0},
+		{"max-message-size", c.MaxMessageSize, int64(4096)},
+		{"outgoing-queue-size", c.OutgoingQueueSize, 64},
+		{"write-wait", c.WriteWait, 5 * time.Second},
+		{"ping-period", c.PingPeriod, 15 * time.Second},
+		{"pong-wait", c.PongWait, 25 * time.Second},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("default %s = %v, want %v", tc.name, tc.got, tc.want)
@@ -109,6 +115,12 @@ var flagCases = map[string]flagCase{
 	"login-failures-per-ip":      {"30", "40", "30", "40", func(o *options) string { return strconv.Itoa(o.cfg.Auth.LoginFailuresPerIP) }},
 	"bcrypt-cost":                {"12", "4", "12", "4", func(o *options) string { return strconv.Itoa(o.cfg.Auth.BcryptCost) }},
 	"shutdown-timeout":           {"20s", "1s", "20s", "1s", func(o *options) string { return dur(o.cfg.ShutdownTimeout) }},
+	"hub-shards":                 {"64", "128", "64", "128", func(o *options) string { return strconv.Itoa(o.cfg.HubShards) }},
+	"max-message-size":           {"8192", "1024", "8192", "1024", func(o *options) string { return strconv.FormatInt(o.cfg.MaxMessageSize, 10) }},
+	"outgoing-queue-size":        {"32", "128", "32", "128", func(o *options) string { return strconv.Itoa(o.cfg.OutgoingQueueSize) }},
+	"write-wait":                 {"2s", "3s", "2s", "3s", func(o *options) string { return dur(o.cfg.WriteWait) }},
+	"ping-period":                {"10s", "20s", "10s", "20s", func(o *options) string { return dur(o.cfg.PingPeriod) }},
+	"pong-wait":                  {"30s", "40s", "30s", "40s", func(o *options) string { return dur(o.cfg.PongWait) }},
 }
 
 // TestParseOptionsPrecedence: for every flag, the environment beats the default and the

@@ -1,0 +1,321 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+)
+
+// socketConn is one live socket: the hub.Conn the hub indexes.
+//
+// Goroutines: an idle socket has exactly one, its read loop. Writes happen on a writer goroutine
+// that exists only while the outgoing queue is not empty (Send starts it, it exits when the
+// queue drains), and the same goroutine performs the close: it flushes what is queued (unless
+// the cause makes that pointless), sends the close frame and waits for the handshake. A timer
+// armed when the close is requested drops the TCP connection if all that has not finished
+// within Config.WriteWait, so no close can hang.
+type socketConn struct {
+	s        *Server
+	ws       *websocket.Conn
+	nc       net.Conn // the hijacked connection, to drop it when a close stalls
+	id       string
+	userID   string
+	username string
+	status   bool // connected with status=true (presence comes in a later issue)
+
+	lastSeen atomic.Int64 // realtime.now() of the last frame of any kind from the client
+	pinging  atomic.Bool  // a heartbeat ping is in flight
+
+	mu       sync.Mutex
+	q        [][]byte // outgoing messages q[head:]
+	head     int
+	inflight bool // the writer is writing a message taken off q
+	writing  bool // a writer goroutine runs (or the close has been handed to one)
+	closing  bool // a close was requested; Send refuses from now on
+	code     int
+	reason   string
+	cause    string
+	force    *time.Timer
+	done     chan struct{} // closed once the WebSocket is closed
+}
+
+// Disconnect causes, the label of sessiongate_socket_disconnects_total.
+const (
+	causeClient       = "client"            // the client closed, or the connection broke
+	causeShutdown     = "shutdown"          // 1001
+	causeTooBig       = "message_too_big"   // 1009
+	causeHeartbeat    = "heartbeat_timeout" // 4002
+	causeProtocol     = "protocol_error"    // 4003
+	causeSlowConsumer = "slow_consumer"     // 4008
+	causeWriteError   = "write_error"       // a write failed or timed out
+	causeServer       = "server"            // any other server-side close (Close with another code)
+)
+
+var allCauses = []string{causeClient, causeShutdown, causeTooBig, causeHeartbeat, causeProtocol,
+	causeSlowConsumer, causeWriteError, causeServer}
+
+func causeOf(code int) string {
+	switch code {
+	case CloseShutdown:
+		return causeShutdown
+	case CloseMessageTooBig:
+		return causeTooBig
+	case CloseHeartbeatTimeout:
+		return causeHeartbeat
+	case CloseProtocolError:
+		return causeProtocol
+	case CloseSlowConsumer:
+		return causeSlowConsumer
+	default:
+		return causeServer
+	}
+}
+
+// SessionID implements hub.Conn.
+func (c *socketConn) SessionID() string { return c.id }
+
+// UserID implements hub.Conn.
+func (c *socketConn) UserID() string { return c.userID }
+
+func (c *socketConn) touch() { c.lastSeen.Store(c.s.rt.now()) }
+
+// onPing and onPong are coder/websocket's control frame callbacks: any frame is a sign of life.
+func (c *socketConn) onPing(context.Context, []byte) bool { c.touch(); return true }
+func (c *socketConn) onPong(context.Context, []byte)      { c.touch() }
+
+// Send implements hub.Conn: it queues msg without blocking. When the queue already holds
+// Config.OutgoingQueueSize messages (counting the one being written) the socket is closed as a
+// slow consumer with CloseSlowConsumer and Send returns false.
+func (c *socketConn) Send(msg []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	pending := len(c.q) - c.head
+	if c.inflight {
+		pending++
+	}
+	if pending >= c.s.cfg.OutgoingQueueSize {
+		start := c.requestCloseLocked(CloseSlowConsumer, reasonSlowConsumer, causeSlowConsumer, true)
+		c.mu.Unlock()
+		if start {
+			go c.writeLoop()
+		}
+		return false
+	}
+	c.q = append(c.q, msg)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+// Close implements hub.Conn: it asks the socket to close with code and reason after the
+// messages already queued, without blocking. The first close wins.
+func (c *socketConn) Close(code int, reason string) {
+	code, reason = sanitizeClose(code, reason)
+	c.closeWith(code, reason, causeOf(code), false)
+}
+
+// maxCloseReason is the most a close frame's reason can hold (125 bytes less the code).
+const maxCloseReason = 123
+
+// sanitizeClose makes code and reason sendable: coder/websocket sends no close frame at all for
+// a code that may not appear on the wire or a reason over 123 bytes.
+func sanitizeClose(code int, reason string) (int, string) {
+	switch {
+	case code == 1000 || code == 1001 || (code >= 1007 && code <= 1014) || code == 1002 || code == 1003:
+	case code >= 3000 && code <= 4999:
+	default:
+		code = CloseInternalError
+	}
+	if len(reason) > maxCloseReason {
+		reason = reason[:maxCloseReason]
+		for !utf8.ValidString(reason) {
+			reason = reason[:len(reason)-1]
+		}
+	}
+	return code, reason
+}
+
+// closeWith requests the close; drop discards the queued messages first.
+func (c *socketConn) closeWith(code int, reason, cause string, drop bool) {
+	c.mu.Lock()
+	start := c.requestCloseLocked(code, reason, cause, drop)
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// requestCloseLocked records the close and reports whether the caller must start a writer
+// goroutine to perform it. c.mu must be held.
+func (c *socketConn) requestCloseLocked(code int, reason, cause string, drop bool) (start bool) {
+	if c.closing {
+		return false
+	}
+	c.closing, c.code, c.reason, c.cause = true, code, reason, cause
+	if drop {
+		clear(c.q)
+		c.q, c.head = nil, 0
+	}
+	grace := c.s.cfg.WriteWait
+	if cause == causeHeartbeat {
+		// The client has been silent for PongWait: it will not answer the close frame either.
+		grace = min(grace, heartbeatCloseGrace)
+	}
+	c.force = time.AfterFunc(grace, c.drop)
+	if c.writing {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// drop closes the TCP connection, which unblocks every read and write on the socket.
+func (c *socketConn) drop() {
+	if c.nc != nil {
+		_ = c.nc.Close()
+	}
+}
+
+// writeLoop writes queued messages until the queue is empty, then exits, or, once a close was
+// requested, performs it.
+func (c *socketConn) writeLoop() {
+	for {
+		c.mu.Lock()
+		if c.head < len(c.q) {
+			msg := c.q[c.head]
+			c.q[c.head] = nil
+			c.head++
+			if c.head == len(c.q) {
+				if cap(c.q) > 16 {
+					c.q = nil // release a burst's backing array
+				} else {
+					c.q = c.q[:0]
+				}
+				c.head = 0
+			}
+			c.inflight = true
+			c.mu.Unlock()
+			err := c.write(msg)
+			c.mu.Lock()
+			c.inflight = false
+			if err != nil {
+				start := c.requestCloseLocked(CloseInternalError, "write failed", causeWriteError, true)
+				_ = start // this goroutine is the writer: it performs the close below
+			}
+			c.mu.Unlock()
+			continue
+		}
+		if !c.closing {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		code, reason, cause := c.code, c.reason, c.cause
+		c.mu.Unlock()
+		c.finish(code, reason, cause)
+		return
+	}
+}
+
+func (c *socketConn) write(msg []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteWait)
+	err := c.ws.Write(ctx, websocket.MessageText, msg)
+	cancel()
+	if err == nil {
+		c.s.rt.metrics.messagesOut.Inc()
+	}
+	return err
+}
+
+// finish closes the WebSocket: a close handshake for server-side causes, an immediate close when
+// the client already closed or the connection broke.
+func (c *socketConn) finish(code int, reason, cause string) {
+	switch cause {
+	case causeClient, causeWriteError:
+		_ = c.ws.CloseNow()
+	default:
+		_ = c.ws.Close(websocket.StatusCode(code), reason)
+	}
+	c.mu.Lock()
+	if c.force != nil {
+		c.force.Stop()
+	}
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// heartbeatCloseGrace bounds the close of a socket timed out by the heartbeat.
+const heartbeatCloseGrace = time.Second
+
+var readBufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readLoop is the socket's one long-lived goroutine: it reads and handles messages until the
+// socket closes, then waits for the close to complete and unregisters the socket.
+func (c *socketConn) readLoop() {
+	rt := c.s.rt
+	defer rt.sockets.Done()
+	code, reason, cause := c.read()
+	c.closeWith(code, reason, cause, cause != causeProtocol)
+	<-c.done
+	rt.hub.Unregister(c)
+	c.mu.Lock()
+	code, reason, cause = c.code, c.reason, c.cause
+	c.mu.Unlock()
+	rt.metrics.disconnect(cause)
+	c.s.log.Debug().Str("session_id", c.id).Str("user_id", c.userID).Str("cause", cause).
+		Int("code", code).Str("reason", reason).Msg("socket closed")
+}
+
+// read runs the read loop and returns why it ended.
+func (c *socketConn) read() (code int, reason, cause string) {
+	for {
+		typ, r, err := c.ws.Reader(context.Background())
+		if err != nil {
+			return 0, "", causeClient
+		}
+		c.touch()
+		buf := readBufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err = buf.ReadFrom(r)
+		if err != nil {
+			putReadBuf(buf)
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				// coder/websocket has already sent the 1009 close frame.
+				return CloseMessageTooBig, reasonTooBig, causeTooBig
+			}
+			return 0, "", causeClient
+		}
+		c.s.rt.metrics.messagesIn.Inc()
+		if typ != websocket.MessageText {
+			putReadBuf(buf)
+			c.sendError("", errUnrecognized, "Unexpected binary message, this socket's format is json.")
+			return CloseProtocolError, reasonBinary, causeProtocol
+		}
+		code, reason := c.handleEnvelope(buf.Bytes())
+		putReadBuf(buf)
+		if code != 0 {
+			return code, reason, causeProtocol
+		}
+	}
+}
+
+// putReadBuf recycles a read buffer unless a large message grew it.
+func putReadBuf(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		readBufPool.Put(b)
+	}
+}
