@@ -563,3 +563,42 @@ func (s *Service) Account(ctx context.Context, userID string) (*Account, error) 
 	}
 	return acct, nil
 }
+
+// LookupUsers resolves user ids and usernames to existing accounts, for status follow: it
+// returns the ids of the accounts found, in request order (ids first, then usernames), without
+// duplicates. Unknown ids and usernames are skipped, as Nakama skips them. userIDs must be in
+// canonical form. It fails only when the store does.
+func (s *Service) LookupUsers(ctx context.Context, userIDs, usernames []string) ([]string, error) {
+	found := make([]string, 0, len(userIDs)+len(usernames))
+	seen := make(map[string]struct{}, cap(found))
+	add := func(id string) {
+		if _, dup := seen[id]; !dup {
+			seen[id] = struct{}{}
+			found = append(found, id)
+		}
+	}
+	for _, id := range userIDs {
+		if _, dup := seen[id]; dup {
+			continue
+		}
+		acct, err := s.accounts.Get(ctx, id)
+		if errors.Is(err, ErrAccountNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, internalError("Could not check users", err)
+		}
+		add(acct.ID)
+	}
+	for _, name := range usernames {
+		acct, err := s.accounts.FindByUsername(ctx, name)
+		if errors.Is(err, ErrAccountNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, internalError("Could not check users", err)
+		}
+		add(acct.ID)
+	}
+	return found, nil
+}

@@ -32,8 +32,13 @@ type Config struct {
 	TrustForwardedFor bool
 	// TLSCert and TLSKey, both set, serve the API over TLS.
 	TLSCert, TLSKey string
-	// ShutdownTimeout bounds the graceful shutdown of the HTTP servers. Default 10s.
+	// ShutdownTimeout bounds the graceful shutdown of the HTTP servers and the last socket
+	// closes, after DrainPeriod: a stop takes at most DrainPeriod + ShutdownTimeout. Default 10s.
 	ShutdownTimeout time.Duration
+	// DrainPeriod is how long a stopping node spends closing its live sockets (with 1001, in
+	// even batches over the period, so clients reconnect elsewhere gradually) before it shuts
+	// down its HTTP servers; see drain.go. Default 10s.
+	DrainPeriod time.Duration
 	// RedisURL, when set, makes the node use Redis stores (cluster mode); empty is the embedded
 	// single-node mode with in-memory stores.
 	RedisURL string
@@ -60,6 +65,9 @@ type Config struct {
 	// PongWait is how long a socket may stay silent (no pong, ping or message) before it is
 	// closed with 4002. Must exceed PingPeriod. Default 25s.
 	PongWait time.Duration
+	// SingleSocket makes a user's new socket close that user's older ones (notification code -7
+	// "single_socket", then close 4001), as Nakama's session.single_socket. Default false.
+	SingleSocket bool
 }
 
 // Defaults returns c with every zero field set to its documented default.
@@ -85,6 +93,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.DrainPeriod == 0 {
+		c.DrainPeriod = 10 * time.Second
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 4096
@@ -112,6 +123,8 @@ func (c Config) Validate() error {
 		return errors.New("max request bytes must not be negative")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("TLS needs both a certificate and a key")
+	case c.DrainPeriod < 0:
+		return errors.New("drain period must not be negative")
 	}
 	if err := c.validateSocket(); err != nil {
 		return err

@@ -41,6 +41,8 @@ func (c *socketConn) handleEnvelope(data []byte) (code int, reason string) {
 	switch env.Message.(type) {
 	case *rtapi.Envelope_Ping:
 		c.Send(appendPong(nil, env.Cid))
+	case *rtapi.Envelope_StatusFollow, *rtapi.Envelope_StatusUnfollow, *rtapi.Envelope_StatusUpdate:
+		c.handleStatus(&env) // status.go
 	case *rtapi.Envelope_Pong:
 		// The answer to an envelope ping; the gateway sends none, but a pong is harmless.
 	case nil:

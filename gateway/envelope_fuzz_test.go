@@ -16,6 +16,8 @@ func FuzzHandleEnvelope(f *testing.F) {
 		`{"cid":"1","ping":{}}`, `{"ping":{}}`, `{"pong":{}}`, `{"cid":"2"}`, `{`, `null`, `[]`,
 		`{"cid":1}`, `{"cid":"3","channel_join":{"target":"x"}}`, `{"cid":"4","ping":{},"pong":{}}`,
 		`{"cid":"\u0000\"","ping":{"x":1}}`, `{"status_update":{"status":"hi"}}`,
+		`{"cid":"5","status_follow":{"user_ids":["00000000-0000-4000-8000-000000000000","x"],"usernames":["y",""]}}`,
+		`{"cid":"6","status_unfollow":{"user_ids":["fuzz"]}}`, `{"cid":"7","status_update":{}}`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -81,6 +81,8 @@ func testConfig() gateway.Config {
 	return gateway.Config{
 		ServerKey: testServerKey,
 		HTTPKey:   testHTTPKey,
+		// Short, so that a test stopping its server with sockets open does not wait 10s.
+		DrainPeriod: 100 * time.Millisecond,
 		Auth: auth.Config{
 			EncryptionKey:        testSessionKey,
 			RefreshEncryptionKey: testRefreshKey,

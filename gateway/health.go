@@ -23,6 +23,11 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "application/json")
+	if s.rt.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"unavailable","reason":"draining"}`))
+		return
+	}
 	if err := s.auth.Ready(ctx); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		reason, _ := json.Marshal(err.Error()) // a string always marshals

@@ -24,10 +24,13 @@ import (
 // The nakama-js compatibility test runs the official npm client, @heroiclabs/nakama-js 2.8.0
 // pinned in testdata/nakamajs/package-lock.json, against an in-process gateway with the
 // production defaults (server key "defaultkey", 60s session and 1h refresh tokens). The
-// checks themselves are in testdata/nakamajs/session_test.mjs.
+// checks themselves are in testdata/nakamajs/session_test.mjs (HTTP session API) and
+// socket_test.mjs (realtime socket, with 2h tokens).
 const (
 	nakamaJSDir    = "testdata/nakamajs"
 	nakamaJSScript = "session_test.mjs"
+	// nakamaJSSocketScript checks the realtime socket (TestNakamaJSSocket).
+	nakamaJSSocketScript = "socket_test.mjs"
 	// nakamaJSStamp, inside node_modules, records the hash of the lock file it was installed from.
 	nakamaJSStamp      = ".sessiongate-install-stamp"
 	nakamaJSRunTimeout = 60 * time.Second
@@ -37,6 +40,37 @@ const (
 )
 
 func TestNakamaJSSession(t *testing.T) {
+	nakamaJSRun(t, nakamaJSScript, gateway.Config{
+		ServerKey: "defaultkey",
+		Auth: auth.Config{
+			EncryptionKey:        "nakamajs-test-session-key",
+			RefreshEncryptionKey: "nakamajs-test-refresh-key",
+			BcryptCost:           4,
+		},
+	})
+}
+
+// TestNakamaJSSocket runs testdata/nakamajs/socket_test.mjs: nakama-js's realtime socket
+// (connect with status, its ping/pong heartbeat, followUsers, updateStatus reaching
+// onstatuspresence, logout keeping the open socket while refusing a new one). Tokens live 2h so
+// that nakama-js does not refresh the session (it does when it expires within 5 minutes) and
+// the logout revokes the very token the socket connected with.
+func TestNakamaJSSocket(t *testing.T) {
+	nakamaJSRun(t, nakamaJSSocketScript, gateway.Config{
+		ServerKey: "defaultkey",
+		Auth: auth.Config{
+			EncryptionKey:        "nakamajs-test-session-key",
+			RefreshEncryptionKey: "nakamajs-test-refresh-key",
+			TokenExpiry:          2 * time.Hour,
+			RefreshTokenExpiry:   4 * time.Hour,
+			BcryptCost:           4,
+		},
+	})
+}
+
+// nakamaJSRun runs a script of testdata/nakamajs with node against an in-process gateway
+// configured by cfg over memory stores.
+func nakamaJSRun(t *testing.T, script string, cfg gateway.Config) {
 	node := nakamaJSTool(t, "node")
 	npm := nakamaJSTool(t, "npm")
 	nakamaJSCheckNodeVersion(t, node)
@@ -46,19 +80,11 @@ func TestNakamaJSSession(t *testing.T) {
 	}
 	nakamaJSInstall(t, npm, dir)
 
-	cfg := gateway.Config{
-		ServerKey: "defaultkey",
-		Auth: auth.Config{
-			EncryptionKey:        "nakamajs-test-session-key",
-			RefreshEncryptionKey: "nakamajs-test-refresh-key",
-			BcryptCost:           4,
-		},
-	}
 	s := startServer(t, cfg, gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()})
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(s.url, "http://"))
 	runCtx, stop := context.WithTimeout(context.Background(), nakamaJSRunTimeout)
 	defer stop()
-	cmd := exec.CommandContext(runCtx, node, nakamaJSScript)
+	cmd := exec.CommandContext(runCtx, node, script)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "NAKAMA_HOST="+host, "NAKAMA_PORT="+port, "NAKAMA_SERVER_KEY="+cfg.ServerKey)
 	var out bytes.Buffer
@@ -69,11 +95,11 @@ func TestNakamaJSSession(t *testing.T) {
 	elapsed := time.Since(start).Round(time.Millisecond)
 	switch {
 	case runCtx.Err() != nil:
-		t.Errorf("node %s did not finish within %v; its output:\n%s", nakamaJSScript, nakamaJSRunTimeout, out.String())
+		t.Errorf("node %s did not finish within %v; its output:\n%s", script, nakamaJSRunTimeout, out.String())
 	case err != nil:
-		t.Errorf("node %s failed (%v) after %v; its output:\n%s", nakamaJSScript, err, elapsed, out.String())
+		t.Errorf("node %s failed (%v) after %v; its output:\n%s", script, err, elapsed, out.String())
 	default:
-		t.Logf("node %s passed in %v:\n%s", nakamaJSScript, elapsed, out.String())
+		t.Logf("node %s passed in %v:\n%s", script, elapsed, out.String())
 	}
 }
 

@@ -94,7 +94,15 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := s.auth.Run(ctx); err != nil {
+		s.runMemoryRelease(ctx)
+	}()
+	// The auth service (revocation sync) keeps running through the drain, while the API serves.
+	authCtx, stopAuth := context.WithCancel(context.Background())
+	defer stopAuth()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.auth.Run(authCtx); err != nil {
 			errs <- fmt.Errorf("auth service: %w", err)
 			cancel()
 		}
@@ -130,6 +138,12 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 	s.log.Info().Str("addr", apiLn.Addr().String()).Bool("tls", tls).Msg("api listening")
 
 	<-ctx.Done()
+	// Graceful drain (drain.go): refuse new sockets and turn /readyz red, close the live
+	// sockets spread over DrainPeriod, then shut the HTTP servers down and wait for the sockets,
+	// both bounded by ShutdownTimeout.
+	socketsDone := s.beginDrain()
+	servers[0].SetKeepAlivesEnabled(false) // API clients reconnect (to another node) after this response
+	s.closeSpread(socketsDone)
 	shutdownCtx, stop := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer stop()
 	for _, srv := range servers {
@@ -138,7 +152,8 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 			_ = srv.Close()
 		}
 	}
-	s.drainSockets(shutdownCtx)
+	s.finishDrain(shutdownCtx, socketsDone)
+	stopAuth()
 	<-heartbeats
 	s.rt.pings.Wait()
 	wg.Wait()

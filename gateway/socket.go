@@ -2,15 +2,17 @@ package gateway
 
 import (
 	"bufio"
-	"context"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -86,10 +88,13 @@ type realtime struct {
 	mu       sync.Mutex
 	draining atomic.Bool
 	sockets  sync.WaitGroup // one per socket from upgrade until it has unregistered
+	accepted atomic.Uint64  // sockets registered since start (socket_memory.go)
 
 	// Heartbeat pings: at most cap(pingSem) in flight (see heartbeat.go).
 	pingSem chan struct{}
 	pings   sync.WaitGroup
+
+	status *statusPresence // status presence: follows, status events (status.go)
 
 	acceptAny      bool
 	originPatterns []string
@@ -106,6 +111,7 @@ func newRealtime(cfg Config, m *Metrics) (*realtime, error) {
 		pingSem: make(chan struct{}, maxPingsInFlight),
 	}
 	rt.metrics = newSocketMetrics(m.Registry, h)
+	rt.status = newStatusPresence(cfg.NodeID, h)
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
 			rt.acceptAny = true
@@ -127,7 +133,7 @@ func (s *Server) Hub() *hub.Hub { return s.rt.hub }
 // with an HTTP error before the upgrade, so a client never gets a socket it cannot use.
 func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	if s.rt.draining.Load() {
-		s.writeError(w, r, errorf(auth.CodeUnavailable, "Server is shutting down."))
+		refuseDraining(w)
 		return
 	}
 	q := r.URL.Query()
@@ -178,7 +184,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	s.rt.mu.Lock()
 	if s.rt.draining.Load() {
 		s.rt.mu.Unlock()
-		s.writeError(w, r, errorf(auth.CodeUnavailable, "Server is shutting down."))
+		refuseDraining(w)
 		return
 	}
 	s.rt.sockets.Add(1)
@@ -206,15 +212,21 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(s.cfg.MaxMessageSize)
-	c.ws, c.nc = ws, hw.nc
+	hw.refill()
+	c.ws, c.nc, c.br = ws, hw.nc, hw.br
+	if sc, ok := hw.nc.(syscall.Conn); ok {
+		c.rc, _ = sc.SyscallConn() // a TCP connection; under TLS nc is a *tls.Conn and rc stays nil
+	}
 	c.touch()
-	if err := s.rt.hub.Register(c); err != nil {
+	if err := s.registerSocket(c); err != nil { // closes older sockets with --single-socket
 		s.log.Error().Err(err).Msg("registering socket")
 		_ = ws.Close(CloseInternalError, "internal error")
 		s.rt.sockets.Done()
 		return
 	}
+	c.statusConnected()
 	s.rt.metrics.connects.Inc()
+	s.rt.accepted.Add(1)
 	s.log.Debug().Str("session_id", c.id).Str("user_id", c.userID).Msg("socket connected")
 	go c.readLoop()
 	// Shutdown sets draining before it closes the registered sockets: either it saw this one
@@ -236,17 +248,54 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// hijackCapture remembers the connection coder/websocket hijacks, so that a socket whose close
-// handshake stalls can be dropped at the TCP level.
+// socketBufferSize is the size of each of an upgraded connection's two buffers. net/http's
+// pair is 4 KiB each, per idle socket; client messages are small (a ping envelope is ~25 bytes),
+// larger ones are read in several fills, and a write larger than the buffer bypasses it.
+const socketBufferSize = 512
+
+// hijackCapture hands coder/websocket the hijacked connection re-buffered with a
+// socketBufferSize pair instead of net/http's 4 KiB pair, and remembers the connection, so that
+// a socket whose close handshake stalls can be dropped at the TCP level.
 type hijackCapture struct {
 	http.ResponseWriter
-	nc net.Conn
+	nc      net.Conn
+	br      *bufio.Reader
+	carried int // bytes carried over from net/http's reader
+}
+
+// refill buffers the carried bytes again once coder/websocket has reset the reader onto them,
+// so that the read loop sees them buffered and does not wait for the connection
+// (socket_idle.go). They are served from memory: nothing is read from nc.
+func (h *hijackCapture) refill() {
+	if h.carried > 0 {
+		_, _ = h.br.Peek(min(h.carried, h.br.Size()))
+	}
 }
 
 func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nc, brw, err
+	}
 	h.nc = nc
-	return nc, brw, err
+	// Bytes the client sent after the upgrade request (it normally waits for the 101) are
+	// already in net/http's reader: carry them over into the new buffer.
+	var src io.Reader = nc
+	size := socketBufferSize
+	n := brw.Reader.Buffered()
+	if n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc)
+		size = max(size, n)
+	}
+	h.br = bufio.NewReaderSize(src, size)
+	if n > 0 {
+		// Buffer them now: coder/websocket takes what is buffered and resets the reader onto
+		// it and nc (dropping src). Served from memory: nothing is read from nc.
+		_, _ = h.br.Peek(n)
+	}
+	h.carried = n
+	return nc, bufio.NewReadWriter(h.br, bufio.NewWriterSize(nc, socketBufferSize)), nil
 }
 
 func (h *hijackCapture) Unwrap() http.ResponseWriter { return h.ResponseWriter }
@@ -261,31 +310,4 @@ func (s *Server) NotifyUser(userID string, notifications ...*api.Notification) (
 		return 0, err
 	}
 	return s.rt.hub.SendToUser(userID, msg), nil
-}
-
-// drainSockets stops new sockets, closes every live one with 1001 and waits until all have
-// unregistered; when ctx ends first it drops the remaining connections and waits for them.
-func (s *Server) drainSockets(ctx context.Context) {
-	s.rt.mu.Lock()
-	s.rt.draining.Store(true)
-	s.rt.mu.Unlock()
-	s.rt.hub.Range(func(c hub.Conn) bool {
-		c.Close(CloseShutdown, reasonShutdown)
-		return true
-	})
-	done := make(chan struct{})
-	go func() {
-		s.rt.sockets.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.log.Warn().Int("sockets", s.rt.hub.Len()).Msg("sockets did not close in time; dropping them")
-		s.rt.hub.Range(func(c hub.Conn) bool {
-			c.(*socketConn).drop()
-			return true
-		})
-		<-done
-	}
 }

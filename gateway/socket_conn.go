@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -24,7 +26,9 @@ import (
 type socketConn struct {
 	s        *Server
 	ws       *websocket.Conn
-	nc       net.Conn // the hijacked connection, to drop it when a close stalls
+	nc       net.Conn        // the hijacked connection, to drop it when a close stalls
+	br       *bufio.Reader   // the connection's read buffer, shared with ws (socket_idle.go)
+	rc       syscall.RawConn // nc's raw connection, to wait for input cheaply; nil under TLS
 	id       string
 	userID   string
 	username string
@@ -56,10 +60,11 @@ const (
 	causeSlowConsumer = "slow_consumer"     // 4008
 	causeWriteError   = "write_error"       // a write failed or timed out
 	causeServer       = "server"            // any other server-side close (Close with another code)
+	causeReplaced     = "replaced"          // 4001, --single-socket (status_single_socket.go)
 )
 
 var allCauses = []string{causeClient, causeShutdown, causeTooBig, causeHeartbeat, causeProtocol,
-	causeSlowConsumer, causeWriteError, causeServer}
+	causeSlowConsumer, causeWriteError, causeServer, causeReplaced}
 
 func causeOf(code int) string {
 	switch code {
@@ -73,6 +78,8 @@ func causeOf(code int) string {
 		return causeProtocol
 	case CloseSlowConsumer:
 		return causeSlowConsumer
+	case CloseReplaced:
+		return causeReplaced
 	default:
 		return causeServer
 	}
@@ -265,11 +272,19 @@ var readBufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // readLoop is the socket's one long-lived goroutine: it reads and handles messages until the
 // socket closes, then waits for the close to complete and unregisters the socket.
+//
+// When a message leaves the socket idle, read returns no cause and the loop continues on a new
+// goroutine: its stack has not been grown by the message's handling (socket_idle.go).
 func (c *socketConn) readLoop() {
+	code, reason, cause := c.read()
+	if cause == "" {
+		go c.readLoop()
+		return
+	}
 	rt := c.s.rt
 	defer rt.sockets.Done()
-	code, reason, cause := c.read()
 	c.closeWith(code, reason, cause, cause != causeProtocol)
+	c.statusClosed() // followers see the leave without waiting for the close handshake
 	<-c.done
 	rt.hub.Unregister(c)
 	c.mu.Lock()
@@ -280,37 +295,56 @@ func (c *socketConn) readLoop() {
 		Int("code", code).Str("reason", reason).Msg("socket closed")
 }
 
-// read runs the read loop and returns why it ended.
+// read runs the read loop and returns why it ended, or no cause when the socket went idle after
+// a message and the loop should continue on a fresh goroutine.
+//
+// An idle socket waits in waitReadable, a shallow call, rather than deep inside
+// coder/websocket's frame reader: the goroutine's stack then shrinks to its minimum at the next
+// GC (see socket_idle.go). readMessage, which needs a deep stack, is never on it while idle.
 func (c *socketConn) read() (code int, reason, cause string) {
 	for {
-		typ, r, err := c.ws.Reader(context.Background())
-		if err != nil {
-			return 0, "", causeClient
+		c.waitReadable()
+		if code, reason, cause = c.readMessage(); cause != "" {
+			return code, reason, cause
 		}
-		c.touch()
-		buf := readBufPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		_, err = buf.ReadFrom(r)
-		if err != nil {
-			putReadBuf(buf)
-			if errors.Is(err, websocket.ErrMessageTooBig) {
-				// coder/websocket has already sent the 1009 close frame.
-				return CloseMessageTooBig, reasonTooBig, causeTooBig
-			}
-			return 0, "", causeClient
-		}
-		c.s.rt.metrics.messagesIn.Inc()
-		if typ != websocket.MessageText {
-			putReadBuf(buf)
-			c.sendError("", errUnrecognized, "Unexpected binary message, this socket's format is json.")
-			return CloseProtocolError, reasonBinary, causeProtocol
-		}
-		code, reason := c.handleEnvelope(buf.Bytes())
-		putReadBuf(buf)
-		if code != 0 {
-			return code, reason, causeProtocol
+		if c.idle() {
+			return 0, "", ""
 		}
 	}
+}
+
+// readMessage reads and handles one message; a non-empty cause ends the read loop.
+//
+//go:noinline
+func (c *socketConn) readMessage() (code int, reason, cause string) {
+	typ, r, err := c.ws.Reader(context.Background())
+	if err != nil {
+		return 0, "", causeClient
+	}
+	c.touch()
+	buf := readBufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	_, err = buf.ReadFrom(r)
+	if err != nil {
+		putReadBuf(buf)
+		if errors.Is(err, websocket.ErrMessageTooBig) {
+			// coder/websocket has already sent the 1009 close frame.
+			return CloseMessageTooBig, reasonTooBig, causeTooBig
+		}
+		return 0, "", causeClient
+	}
+	c.s.rt.metrics.messagesIn.Inc()
+	if typ != websocket.MessageText {
+		putReadBuf(buf)
+		c.sendError("", errUnrecognized, "Unexpected binary message, this socket's format is json.")
+		return CloseProtocolError, reasonBinary, causeProtocol
+	}
+	code, reason = c.handleEnvelope(buf.Bytes())
+	putReadBuf(buf)
+	if code != 0 {
+		return code, reason, causeProtocol
+	}
+	return 0, "", ""
 }
 
 // putReadBuf recycles a read buffer unless a large message grew it.

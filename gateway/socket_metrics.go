@@ -19,7 +19,7 @@ type socketMetrics struct {
 func newSocketMetrics(reg *prometheus.Registry, h *hub.Hub) *socketMetrics {
 	disconnects := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiongate_socket_disconnects_total",
-		Help: "Sockets closed, by cause: client, shutdown, message_too_big, heartbeat_timeout, protocol_error, slow_consumer (queue overflow), write_error, server.",
+		Help: "Sockets closed, by cause: client, shutdown, message_too_big, heartbeat_timeout, protocol_error, slow_consumer (queue overflow), write_error, server, replaced (single socket).",
 	}, []string{"cause"})
 	m := &socketMetrics{
 		connects: prometheus.NewCounter(prometheus.CounterOpts{

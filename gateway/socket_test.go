@@ -180,6 +180,10 @@ func TestSocketRefusedBeforeUpgrade(t *testing.T) {
 		t.Fatalf("dial with bearer: %v", err)
 	}
 	defer c.CloseNow()
+	// status=true: the socket appears online, and hears its own join (it follows its own user).
+	if m := readJSON(t, c); m["status_presence_event"] == nil {
+		t.Errorf("got %v, want the socket's own status join", m)
+	}
 	sendText(t, c, `{"cid":"1","ping":{}}`)
 	wantJSON(t, readJSON(t, c), `{"cid":"1","pong":{}}`)
 	if got := s.srv.Hub().UserCount(tokenClaims(t, sess.Token).UserID); got != 1 {

@@ -1,6 +1,30 @@
-// Package presence tracks who is online where across the cluster (socket presences with node
-// ids, status follow / update events) and the TTL-bound play sessions that ride on top of them.
+// Package presence tracks who is online with which status, and who follows whom.
 //
-// It is filled in by the socket and cluster work; until then it only reserves its place in the
-// dependency order cmd → gateway → hub, presence, auth → stores.
+// A status presence is one socket session that appears online: {UserID, SessionID, Username,
+// Status, Node}. A user with several sockets that appear online has several presences. The
+// Tracker interface is the boundary the gateway uses:
+//
+//   - Join / Update / Leave change a session's status presence. Each change that followers can
+//     see produces an Event (joins and leaves of one user), delivered to the callback the owner
+//     set at construction, after the Tracker's locks are released. The gateway encodes an Event
+//     once into Nakama's status_presence_event envelope and hands the same bytes to every
+//     recipient through the hub.
+//   - List returns the current presences of some users (the answer to status_follow).
+//   - Follow / Unfollow / UnfollowAll / FollowersOf maintain the follower index: which local
+//     sessions follow which users, so that an Event for user U reaches FollowersOf(U).
+//
+// The semantics follow Nakama's tracker and status registry: Join of a session already
+// tracked is a no-op (Nakama's Track); Update replaces the status and reports the new presence
+// as a join together with the previous one as a leave (Nakama's Update, which also creates the
+// presence when there was none); Leave reports the last presence as a leave.
+//
+// Implementations: NewMemory (presence_memory.go) is the single-node one, used by the embedded
+// mode. The cluster implementation (presence_redis.go, to come with the cluster issue) keeps the
+// same interface: presences are written to Redis under the node's id with the node's liveness
+// TTL and announced over pub/sub, so List sees every node and a dead node's presences expire
+// with it; the follower index stays node-local (a follower is a socket on this node), and
+// events published by other nodes are delivered to the same callback, which looks up local
+// followers with FollowersOf. Nothing in the gateway changes when the implementation does.
+//
+// The package also reserves its place for the TTL-bound play sessions of later issues.
 package presence

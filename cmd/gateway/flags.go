@@ -67,12 +67,14 @@ func parseOptions(args []string, lookupEnv func(string) (string, bool), stderr i
 	fs.IntVar(&c.Auth.LoginFailuresPerIP, "login-failures-per-ip", 20, "failed password logins per client IP per window before 429; -1 disables")
 	fs.IntVar(&c.Auth.BcryptCost, "bcrypt-cost", 10, "bcrypt cost of password hashes")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on graceful shutdown")
+	fs.DurationVar(&c.DrainPeriod, "drain-period", 10*time.Second, "on shutdown, close the live sockets (1001) spread over this period before stopping")
 	fs.IntVar(&c.HubShards, "hub-shards", 0, "shards of the socket hub: a power of two, or 0 to size from GOMAXPROCS")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 4096, "largest socket message a client may send, in bytes; larger closes with 1009")
 	fs.IntVar(&c.OutgoingQueueSize, "outgoing-queue-size", 64, "messages queued per socket before it is closed as a slow consumer (4008)")
 	fs.DurationVar(&c.WriteWait, "write-wait", 5*time.Second, "deadline of each socket write and of a socket's whole close")
 	fs.DurationVar(&c.PingPeriod, "ping-period", 15*time.Second, "silence after which the server pings a socket")
 	fs.DurationVar(&c.PongWait, "pong-wait", 25*time.Second, "silence after which a socket is closed (4002); must exceed --ping-period")
+	fs.BoolVar(&c.SingleSocket, "single-socket", false, "a user's new socket closes that user's older sockets (notification -7, then close 4001)")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -48,12 +48,14 @@ func TestParseOptionsDefaults(t *testing.T) {
 		{"login-failures-per-ip", c.Auth.LoginFailuresPerIP, 20},
 		{"bcrypt-cost", c.Auth.BcryptCost, 10},
 		{"shutdown-timeout", c.ShutdownTimeout, 10 * time.Second},
+		{"drain-period", c.DrainPeriod, 10 * time.Second},
 		{"hub-shards", c.HubShards, 0},
 		{"max-message-size", c.MaxMessageSize, int64(4096)},
 		{"outgoing-queue-size", c.OutgoingQueueSize, 64},
 		{"write-wait", c.WriteWait, 5 * time.Second},
 		{"ping-period", c.PingPeriod, 15 * time.Second},
 		{"pong-wait", c.PongWait, 25 * time.Second},
+		{"single-socket", c.SingleSocket, false},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("default %s = %v, want %v", tc.name, tc.got, tc.want)
@@ -115,12 +117,14 @@ var flagCases = map[string]flagCase{
 	"login-failures-per-ip":      {"30", "40", "30", "40", func(o *options) string { return strconv.Itoa(o.cfg.Auth.LoginFailuresPerIP) }},
 	"bcrypt-cost":                {"12", "4", "12", "4", func(o *options) string { return strconv.Itoa(o.cfg.Auth.BcryptCost) }},
 	"shutdown-timeout":           {"20s", "1s", "20s", "1s", func(o *options) string { return dur(o.cfg.ShutdownTimeout) }},
+	"drain-period":               {"30s", "2s", "30s", "2s", func(o *options) string { return dur(o.cfg.DrainPeriod) }},
 	"hub-shards":                 {"64", "128", "64", "128", func(o *options) string { return strconv.Itoa(o.cfg.HubShards) }},
 	"max-message-size":           {"8192", "1024", "8192", "1024", func(o *options) string { return strconv.FormatInt(o.cfg.MaxMessageSize, 10) }},
 	"outgoing-queue-size":        {"32", "128", "32", "128", func(o *options) string { return strconv.Itoa(o.cfg.OutgoingQueueSize) }},
 	"write-wait":                 {"2s", "3s", "2s", "3s", func(o *options) string { return dur(o.cfg.WriteWait) }},
 	"ping-period":                {"10s", "20s", "10s", "20s", func(o *options) string { return dur(o.cfg.PingPeriod) }},
 	"pong-wait":                  {"30s", "40s", "30s", "40s", func(o *options) string { return dur(o.cfg.PongWait) }},
+	"single-socket":              {"true", "false", "true", "false", func(o *options) string { return strconv.FormatBool(o.cfg.SingleSocket) }},
 }
 
 // TestParseOptionsPrecedence: for every flag, the environment beats the default and the
@@ -141,7 +145,7 @@ func TestParseOptionsPrecedence(t *testing.T) {
 			t.Errorf("%s from env %s=%q: %q, want %q", name, envName(name), tc.envValue, got, want)
 		}
 		forms := [][]string{{"--" + name + "=" + tc.flagValue}, {"-" + name, tc.flagValue}}
-		if name == "trust-forwarded-for" {
+		if name == "trust-forwarded-for" || name == "single-socket" {
 			forms = forms[:1] // a boolean flag takes its value only after "="
 		}
 		for _, args := range forms {

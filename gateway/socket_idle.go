@@ -1,0 +1,60 @@
+package gateway
+
+// Idle sockets.
+//
+// An idle socket's one goroutine, its read loop, spends nearly all its life waiting for the next
+// frame. Waiting inside coder/websocket (Reader → frame header → bufio → net.Conn.Read) keeps a
+// deep call chain on the stack, and a goroutine's stack only shrinks (at GC) while less than a
+// quarter of it is in use: measured, such a read loop keeps an 8 KiB stack. So the read loop
+// first waits in waitReadable, a shallow call that parks on the network poller until the
+// connection has input, without consuming any (a MSG_PEEK probe; Linux only, see
+// socket_idle_linux.go), and only then calls into coder/websocket to read the message. Idle, the
+// stack holds a few small frames.
+//
+// A goroutine parked on the poller cannot shrink below 4 KiB (the runtime shrinks only while
+// less than a quarter is used, counting 800 bytes of no-split reserve), and handling a message
+// (protojson) grows the stack to 8 KiB or more. So when a message leaves the socket idle (idle:
+// nothing buffered, nothing on the connection), the read loop continues on a new goroutine,
+// which starts with the runtime's initial stack size (2 KiB) and waits there; the old goroutine
+// and its grown stack go away. A burst of messages stays on one goroutine.
+//
+// The wait is skipped when the read buffer already holds input (a client may send several frames
+// at once), when a close has been requested (coder/websocket's close handshake then reads the
+// buffer from the writer goroutine), and under TLS (decrypted input may be buffered inside the
+// tls.Conn, where the probe cannot see it).
+
+// waitReadable returns once the socket has input to read, or at once when waiting is not safe
+// or not supported. Errors are left to the read that follows.
+func (c *socketConn) waitReadable() {
+	if c.rc == nil || c.br == nil {
+		return
+	}
+	c.mu.Lock()
+	// c.mu orders this against the close: coder/websocket reads c.br from another goroutine only
+	// once a close was requested (finish), which happens after closing is set under c.mu.
+	skip := c.closing || c.br.Buffered() > 0
+	c.mu.Unlock()
+	if skip {
+		return
+	}
+	_ = c.rc.Read(pollReadable)
+}
+
+// idle reports whether the socket has no input waiting after a message, so that the read loop
+// may continue on a fresh goroutine. Without the poller wait (TLS, not Linux) it is never idle.
+func (c *socketConn) idle() bool {
+	if c.rc == nil || c.br == nil {
+		return false
+	}
+	c.mu.Lock()
+	busy := c.closing || c.br.Buffered() > 0
+	c.mu.Unlock()
+	if busy {
+		return false
+	}
+	ready := true
+	if err := c.rc.Control(func(fd uintptr) { ready = pollReadable(fd) }); err != nil {
+		return false
+	}
+	return !ready
+}
