@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sessiongate/sessiongate/auth"
+	"github.com/sessiongate/sessiongate/gateway"
+	"github.com/sessiongate/sessiongate/loadtest"
+)
+
+// TestMain lets the test binary stand in for the loadtest binary as a worker process.
+func TestMain(m *testing.M) {
+	if os.Getenv("LOADTEST_TEST_WORKER") == "1" {
+		os.Exit(run(context.Background(), []string{"worker"}, os.Stdin, os.Stdout, os.Stderr, nil))
+	}
+	os.Exit(m.Run())
+}
+
+func startGateway(t *testing.T) (api, metrics string) {
+	t.Helper()
+	srv, err := gateway.New(gateway.Config{Auth: auth.Config{EncryptionKey: "k1-loadtest", RefreshEncryptionKey: "k2-loadtest", BcryptCost: 4}},
+		zerolog.Nop(), gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, apiLn, mLn) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("gateway did not stop")
+		}
+	})
+	return "http://" + apiLn.Addr().String(), "http://" + mLn.Addr().String()
+}
+
+func TestUsageAndBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "scenarios:"},
+		{[]string{"--help"}, 0, "-in-flight"},
+		{[]string{"storm"}, 2, "unknown scenario"},
+		{[]string{"hold", "--clients", "x"}, 2, "invalid value"},
+		{[]string{"hold", "extra"}, 2, "unexpected arguments"},
+		{[]string{"hold", "--target", "http://192.0.2.7:7350", "--quiet"}, 1, "--allow-remote"},
+		{[]string{"hold", "--clients", "0", "--quiet"}, 1, "at least 1"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), tc.args, strings.NewReader(""), &out, &errb, nil)
+		if code != tc.code || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.args, code, errb.String(), tc.code, tc.want)
+		}
+	}
+}
+
+// TestHoldWithWorkerProcesses runs a small hold over two worker processes (this test binary
+// re-executed) and checks the merged report.
+func TestHoldWithWorkerProcesses(t *testing.T) {
+	api, metrics := startGateway(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	workerCmd := func(int) *exec.Cmd {
+		c := exec.Command(exe)
+		c.Env = append(os.Environ(), "LOADTEST_TEST_WORKER=1")
+		return c
+	}
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"hold", "--target", api, "--metrics", metrics, "--clients", "240", "--workers", "2",
+		"--in-flight", "16", "--rate", "1000", "--hold", "2s", "--settle", "1s", "--ping-interval", "500ms", "--source-ips", "3",
+		"--json", jsonPath, "--fail-on-errors"}, strings.NewReader(""), &out, &errb, workerCmd)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r loadtest.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Workers != 2 || r.Authed != 240 || r.Connected != 240 || r.ErrorCount != 0 || r.ConnectH.Count() != 240 {
+		t.Errorf("merged report: workers %d, authed %d, connected %d, errors %v, connect samples %d", r.Workers, r.Authed, r.Connected, r.Errors, r.ConnectH.Count())
+	}
+	if r.Server == nil || r.Server.Sockets != 240 || r.PingRTT.Count == 0 {
+		t.Errorf("server %+v, ping samples %d", r.Server, r.PingRTT.Count)
+	}
+	c := r.Connect
+	if !(c.P50 <= c.P90 && c.P90 <= c.P99 && c.P99 <= c.P999 && c.P999 <= c.Max) {
+		t.Errorf("connect percentiles not ordered: %+v", c)
+	}
+	if !strings.Contains(out.String(), "rss per socket") {
+		t.Errorf("no summary table:\n%s", out.String())
+	}
+}

@@ -1,0 +1,166 @@
+package loadtest
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sessiongate/sessiongate/auth"
+	"github.com/sessiongate/sessiongate/gateway"
+)
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+// startGateway runs a gateway node in this process on loopback and returns its API and
+// metrics base URLs.
+func startGateway(t *testing.T) (api, metrics string) {
+	t.Helper()
+	srv, err := gateway.New(gateway.Config{PingPeriod: time.Second, PongWait: 3 * time.Second, Auth: auth.Config{
+		EncryptionKey: "loadtest-session-key", RefreshEncryptionKey: "loadtest-refresh-key", TokenExpiry: time.Minute, RefreshTokenExpiry: time.Hour, BcryptCost: 4}},
+		zerolog.Nop(), gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, apiLn, mLn) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("gateway Run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("gateway did not stop")
+		}
+	})
+	return "http://" + apiLn.Addr().String(), "http://" + mLn.Addr().String() + "/metrics"
+}
+
+// checkReport asserts what every healthy run must show.
+func checkReport(t *testing.T, r *Report, clients int) {
+	t.Helper()
+	if r.ErrorCount != 0 || len(r.Errors) != 0 || r.Dropped != 0 {
+		t.Errorf("errors against a healthy gateway: %d %v, dropped %d, close codes %v", r.ErrorCount, r.Errors, r.Dropped, r.CloseCodes)
+	}
+	if r.Scenario != "auth" {
+		if r.Authed != int64(clients) || r.Connected != int64(clients) || r.Connect.Count != uint64(clients) || r.Auth.Count != uint64(clients) {
+			t.Errorf("counts: authed %d, connected %d, connect samples %d, auth samples %d; want %d", r.Authed, r.Connected, r.Connect.Count, r.Auth.Count, clients)
+		}
+	}
+	for name, s := range map[string]Summary{"connect": r.Connect, "auth": r.AuthBench, "ping": r.PingRTT} {
+		if s.Count == 0 {
+			continue
+		}
+		if !(0 <= s.Min && s.Min <= s.P50 && s.P50 <= s.P90 && s.P90 <= s.P99 && s.P99 <= s.P999 && s.P999 <= s.Max) {
+			t.Errorf("%s percentiles not ordered: %+v", name, s)
+		}
+	}
+	if r.RampSeconds <= 0 || r.ConnectRate <= 0 {
+		t.Errorf("ramp %v s, rate %v/s", r.RampSeconds, r.ConnectRate)
+	}
+}
+
+func TestHoldSmall(t *testing.T) {
+	api, metrics := startGateway(t)
+	const n = 200
+	var lines int
+	cfg := Config{
+		Scenario: "hold", Targets: []string{api}, MetricsURLs: []string{metrics}, Clients: n, Rate: 2000, InFlight: 16,
+		Hold: 2500 * time.Millisecond, Settle: time.Second, PingInterval: 500 * time.Millisecond, Timeout: 5 * time.Second,
+		Create: true, SourceIPs: SourceRange(4), Workers: 1, Progress: func(string) { lines++ },
+	}
+	r, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, r, n)
+	if r.PingsSent == 0 || r.PingRTT.Count == 0 || r.PongsSeen != int64(r.PingRTT.Count) || r.PongsSeen > r.PingsSent {
+		t.Errorf("hold pings: sent %d, pongs %d, rtt samples %d", r.PingsSent, r.PongsSeen, r.PingRTT.Count)
+	}
+	f := r.Server
+	if f == nil {
+		t.Fatalf("no server figures; notes %v", r.Notes)
+	}
+	if f.At != "settled" || f.Sockets != n {
+		t.Errorf("server saw %v sockets at %s, want %d at settled", f.Sockets, f.At, n)
+	}
+	// The in-process gateway shares this process with the clients, so only sanity bounds.
+	if f.GoroutinesPerSocket < 0.5 || f.IdleWindowSeconds <= 0 || f.RSSAfter <= 0 {
+		t.Errorf("server figures: %+v", f)
+	}
+	if len(r.Scrapes) != 4 {
+		t.Errorf("%d scrapes, want before, ramped, settled, end", len(r.Scrapes))
+	}
+	if lines == 0 {
+		t.Error("no progress line")
+	}
+	var sb strings.Builder
+	r.WriteTable(&sb)
+	for _, want := range []string{"connect latency", "rss per socket", "goroutines per socket", "idle cpu"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, sb.String())
+		}
+	}
+	if err := r.WriteJSON(t.TempDir() + "/r.json"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestConnectAndAuthSmall(t *testing.T) {
+	api, metrics := startGateway(t)
+	t.Run("connect", func(t *testing.T) {
+		r, err := Run(context.Background(), Config{Scenario: "connect", Targets: []string{api}, MetricsURLs: []string{metrics},
+			Clients: 300, InFlight: 32, Create: true, Workers: 1, Hold: time.Hour /* ignored by connect */})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkReport(t, r, 300)
+		if r.Server == nil || r.Server.At != "ramped" {
+			t.Errorf("connect: server figures %+v", r.Server)
+		}
+	})
+	t.Run("auth", func(t *testing.T) {
+		r, err := Run(context.Background(), Config{Scenario: "auth", Targets: []string{api}, Clients: 500, Devices: 50, InFlight: 16, Create: true, Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkReport(t, r, 500)
+		if r.Authed != 50 || r.AuthBench.Count != 500 || r.Connected != 0 {
+			t.Errorf("auth: %d devices, %d requests measured, %d connected", r.Authed, r.AuthBench.Count, r.Connected)
+		}
+	})
+}
+
+func TestRefusesRemoteAndStopsOnDeadTarget(t *testing.T) {
+	if _, err := Run(context.Background(), Config{Scenario: "hold", Targets: []string{"http://192.0.2.1:7350"}, Clients: 1, InFlight: 1}); err == nil {
+		t.Fatal("remote target accepted")
+	}
+	// Nothing listens here: every client fails, the run still ends by itself and says so.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := Run(ctx, Config{Scenario: "hold", Targets: []string{"http://" + addr}, Clients: 20, InFlight: 4, Hold: time.Second, Timeout: time.Second, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Authed != 0 || r.Connected != 0 || r.Errors["auth_transport"] != 20 {
+		t.Errorf("dead target: authed %d, connected %d, errors %v", r.Authed, r.Connected, r.Errors)
+	}
+}
