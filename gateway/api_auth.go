@@ -94,6 +94,27 @@ func (s *Server) checkServerKey(r *http.Request) error {
 	return nil
 }
 
+// checkHTTPKey enforces the http key on the server-to-server API (game backends, admin tools):
+// "Authorization: Bearer <http key>", or Nakama's "?http_key=<http key>" query parameter.
+func (s *Server) checkHTTPKey(r *http.Request) error {
+	key := r.URL.Query().Get("http_key")
+	if key == "" {
+		h := r.Header.Get("Authorization")
+		if h == "" {
+			return errorf(auth.CodeUnauthenticated, "HTTP key required")
+		}
+		const prefix = "Bearer "
+		if !strings.HasPrefix(h, prefix) {
+			return errorf(auth.CodeUnauthenticated, "HTTP key invalid")
+		}
+		key = h[len(prefix):]
+	}
+	if subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.HTTPKey)) != 1 {
+		return errorf(auth.CodeUnauthenticated, "HTTP key invalid")
+	}
+	return nil
+}
+
 // bearer verifies the request's session token.
 func (s *Server) bearer(r *http.Request) (*auth.Claims, error) {
 	h := r.Header.Get("Authorization")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -16,11 +17,29 @@ type route struct {
 	metrics *routeMetrics
 }
 
-func (s *Server) buildRoutes() map[string]*route {
-	table := []struct {
-		method, path string
-		h            http.HandlerFunc
-	}{
+// routeTable holds the endpoints: exact paths in a map (the hot routes: authenticate, /ws), and
+// paths with {name} segments, such as /v2/server/sessions/{session_id}/disconnect, in a list
+// matched segment by segment. A path may carry several methods.
+type routeTable struct {
+	exact    map[string][]*route
+	patterns []patternRoute
+}
+
+// patternRoute is a path pattern split at '/': a segment "{name}" matches any non-empty
+// segment, whose value the handler reads with r.PathValue(name).
+type patternRoute struct {
+	segments []string
+	routes   []*route
+}
+
+// routeSpec is one line of the route table.
+type routeSpec struct {
+	method, path string
+	h            http.HandlerFunc
+}
+
+func (s *Server) buildRoutes() *routeTable {
+	table := []routeSpec{
 		{http.MethodGet, "/", s.handleRoot},
 		{http.MethodGet, "/healthz", s.handleHealthz},
 		{http.MethodGet, "/readyz", s.handleReadyz},
@@ -32,11 +51,88 @@ func (s *Server) buildRoutes() map[string]*route {
 		{http.MethodGet, "/v2/account", s.handleGetAccount},
 		{http.MethodGet, "/ws", s.handleSocket},
 	}
-	routes := make(map[string]*route, len(table))
-	for _, t := range table {
-		routes[t.path] = &route{name: t.path, method: t.method, handler: t.h, metrics: s.metrics.forRoute(t.path)}
+	return newRouteTable(s.metrics, table)
+}
+
+// newRouteTable indexes specs. A route's metric label is its path, or "METHOD path" when
+// several methods share the path.
+func newRouteTable(m *Metrics, specs []routeSpec) *routeTable {
+	methods := make(map[string]int, len(specs))
+	for _, sp := range specs {
+		methods[sp.path]++
 	}
-	return routes
+	t := &routeTable{exact: make(map[string][]*route, len(specs))}
+	for _, sp := range specs {
+		name := sp.path
+		if methods[sp.path] > 1 {
+			name = sp.method + " " + sp.path
+		}
+		rt := &route{name: name, method: sp.method, handler: sp.h, metrics: m.forRoute(name)}
+		if !strings.Contains(sp.path, "{") {
+			t.exact[sp.path] = append(t.exact[sp.path], rt)
+			continue
+		}
+		segs := strings.Split(sp.path, "/")
+		found := false
+		for i := range t.patterns {
+			if slices.Equal(t.patterns[i].segments, segs) {
+				t.patterns[i].routes = append(t.patterns[i].routes, rt)
+				found = true
+			}
+		}
+		if !found {
+			t.patterns = append(t.patterns, patternRoute{segments: segs, routes: []*route{rt}})
+		}
+	}
+	return t
+}
+
+// lookup finds the routes of path, setting the request's path values for a pattern match.
+func (t *routeTable) lookup(path string, r *http.Request) []*route {
+	if rts, ok := t.exact[path]; ok {
+		return rts
+	}
+	if len(t.patterns) == 0 {
+		return nil
+	}
+	segs := strings.Split(path, "/")
+next:
+	for _, p := range t.patterns {
+		if len(p.segments) != len(segs) {
+			continue
+		}
+		for i, ps := range p.segments {
+			if isParam(ps) {
+				if segs[i] == "" {
+					continue next
+				}
+			} else if ps != segs[i] {
+				continue next
+			}
+		}
+		for i, ps := range p.segments {
+			if isParam(ps) {
+				r.SetPathValue(ps[1:len(ps)-1], segs[i])
+			}
+		}
+		return p.routes
+	}
+	return nil
+}
+
+func isParam(seg string) bool { return len(seg) > 2 && seg[0] == '{' && seg[len(seg)-1] == '}' }
+
+// forMethod picks the route of method among rts (HEAD is served by GET).
+func forMethod(rts []*route, method string) *route {
+	for _, rt := range rts {
+		if rt.method == method {
+			return rt
+		}
+	}
+	if method == http.MethodHead {
+		return forMethod(rts, http.MethodGet)
+	}
+	return nil
 }
 
 type routeKey struct{}
@@ -75,13 +171,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Nakama's docs write some paths with a trailing slash; accept both spellings.
 		path = path[:len(path)-1]
 	}
-	rt := s.routes[path]
-	if rt == nil {
+	rts := s.routes.lookup(path, r)
+	if rts == nil {
 		s.writeError(w, r, errorf(5, "Not Found"))
 		s.notFound.observe(http.StatusNotFound, time.Since(start))
 		return
 	}
-	if r.Method != rt.method && !(r.Method == http.MethodHead && rt.method == http.MethodGet) {
+	rt := forMethod(rts, r.Method)
+	if rt == nil {
 		s.writeError(w, r, errorf(codeUnimplemented, "Method Not Allowed"))
 		s.badMethod.observe(http.StatusNotImplemented, time.Since(start))
 		return

@@ -28,7 +28,7 @@ type Server struct {
 	log                            zerolog.Logger
 	auth                           *auth.Service
 	metrics                        *Metrics
-	routes                         map[string]*route
+	routes                         *routeTable
 	notFound, badMethod, preflight *routeMetrics
 
 	anyOrigin bool
