@@ -90,7 +90,8 @@ type realtime struct {
 	sockets  sync.WaitGroup // one per socket from upgrade until it has unregistered
 	accepted atomic.Uint64  // sockets registered since start (socket_memory.go)
 
-	// Heartbeat pings: at most cap(pingSem) in flight (see heartbeat.go).
+	// Heartbeat pings through coder/websocket (TLS, not Linux): at most cap(pingSem) in flight
+	// (see heartbeat.go).
 	pingSem chan struct{}
 	pings   sync.WaitGroup
 
@@ -198,6 +199,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		status:   status,
 		done:     make(chan struct{}),
 	}
+	c.pollFn = c.pollInput
 	hw := &hijackCapture{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: s.rt.acceptAny,

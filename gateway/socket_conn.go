@@ -34,8 +34,10 @@ type socketConn struct {
 	username string
 	status   bool // connected with status=true (presence comes in a later issue)
 
-	lastSeen atomic.Int64 // realtime.now() of the last frame of any kind from the client
-	pinging  atomic.Bool  // a heartbeat ping is in flight
+	lastSeen atomic.Int64          // realtime.now() of the last frame of any kind from the client
+	pingedAt int64                 // realtime.now() of the last heartbeat ping; the sweeper's alone
+	pingWait atomic.Bool           // a heartbeat ping through coder/websocket waits for its pong
+	pollFn   func(fd uintptr) bool // c.pollInput, bound once (socket_idle.go)
 
 	mu       sync.Mutex
 	q        [][]byte // outgoing messages q[head:]
@@ -48,6 +50,9 @@ type socketConn struct {
 	cause    string
 	force    *time.Timer
 	done     chan struct{} // closed once the WebSocket is closed
+	parked   bool          // the read loop waits in waitReadable: coder/websocket is not reading
+	lowat    bool          // the receive low-water mark is raised for a pinged idle socket
+	desynced bool          // a frame was read or written in part: the stream cannot be trusted
 }
 
 // Disconnect causes, the label of sessiongate_socket_disconnects_total.
@@ -93,9 +98,25 @@ func (c *socketConn) UserID() string { return c.userID }
 
 func (c *socketConn) touch() { c.lastSeen.Store(c.s.rt.now()) }
 
+// seenAt records a sign of life at t, unless a later one is recorded already.
+func (c *socketConn) seenAt(t int64) {
+	for {
+		old := c.lastSeen.Load()
+		if old >= t || c.lastSeen.CompareAndSwap(old, t) {
+			return
+		}
+	}
+}
+
 // onPing and onPong are coder/websocket's control frame callbacks: any frame is a sign of life.
 func (c *socketConn) onPing(context.Context, []byte) bool { c.touch(); return true }
-func (c *socketConn) onPong(context.Context, []byte)      { c.touch() }
+func (c *socketConn) onPong(context.Context, []byte)      { c.pong() }
+
+// pong records a pong from the client.
+func (c *socketConn) pong() {
+	c.touch()
+	c.s.rt.metrics.pongs.Inc()
+}
 
 // Send implements hub.Conn: it queues msg without blocking. When the queue already holds
 // Config.OutgoingQueueSize messages (counting the one being written) the socket is closed as a
@@ -173,6 +194,7 @@ func (c *socketConn) requestCloseLocked(code int, reason, cause string, drop boo
 		return false
 	}
 	c.closing, c.code, c.reason, c.cause = true, code, reason, cause
+	c.resetLowatLocked() // the close handshake reads the client's close frame, however small
 	if drop {
 		clear(c.q)
 		c.q, c.head = nil, 0
@@ -303,7 +325,9 @@ func (c *socketConn) readLoop() {
 // GC (see socket_idle.go). readMessage, which needs a deep stack, is never on it while idle.
 func (c *socketConn) read() (code int, reason, cause string) {
 	for {
-		c.waitReadable()
+		if !c.waitReadable() {
+			return 0, "", causeWriteError // mid-frame (socket_fastpath.go): dropped without a close frame
+		}
 		if code, reason, cause = c.readMessage(); cause != "" {
 			return code, reason, cause
 		}

@@ -18,26 +18,47 @@ package gateway
 // which starts with the runtime's initial stack size (2 KiB) and waits there; the old goroutine
 // and its grown stack go away. A burst of messages stays on one goroutine.
 //
+// While it waits, the pongs that answer the heartbeat's pings and the client's envelope pings are
+// handled in the wait itself (pollInput, socket_fastpath.go): an idle socket that only
+// heartbeats never leaves the shallow call.
+//
 // The wait is skipped when the read buffer already holds input (a client may send several frames
 // at once), when a close has been requested (coder/websocket's close handshake then reads the
 // buffer from the writer goroutine), and under TLS (decrypted input may be buffered inside the
 // tls.Conn, where the probe cannot see it).
 
 // waitReadable returns once the socket has input to read, or at once when waiting is not safe
-// or not supported. Errors are left to the read that follows.
-func (c *socketConn) waitReadable() {
+// or not supported. Errors are left to the read that follows; it reports false when the stream
+// can no longer be trusted (a pong read in part: see takePong), and the read loop ends.
+func (c *socketConn) waitReadable() bool {
 	if c.rc == nil || c.br == nil {
-		return
+		return true
 	}
 	c.mu.Lock()
 	// c.mu orders this against the close: coder/websocket reads c.br from another goroutine only
 	// once a close was requested (finish), which happens after closing is set under c.mu.
 	skip := c.closing || c.br.Buffered() > 0
+	c.parked = !skip
 	c.mu.Unlock()
 	if skip {
+		return true
+	}
+	_ = c.rc.Read(c.pollFn)
+	c.mu.Lock()
+	c.parked = false
+	c.resetLowatLocked()
+	ok := !c.desynced
+	c.mu.Unlock()
+	return ok
+}
+
+// resetLowatLocked lowers a raised receive low-water mark back to one byte. c.mu must be held.
+func (c *socketConn) resetLowatLocked() {
+	if !c.lowat {
 		return
 	}
-	_ = c.rc.Read(pollReadable)
+	c.lowat = false
+	_ = c.rc.Control(func(fd uintptr) { setRcvLowat(fd, 1) })
 }
 
 // idle reports whether the socket has no input waiting after a message, so that the read loop
@@ -53,7 +74,7 @@ func (c *socketConn) idle() bool {
 		return false
 	}
 	ready := true
-	if err := c.rc.Control(func(fd uintptr) { ready = pollReadable(fd) }); err != nil {
+	if err := c.rc.Control(func(fd uintptr) { ready = peekReadable(fd) }); err != nil {
 		return false
 	}
 	return !ready

@@ -2,5 +2,25 @@
 
 package gateway
 
-// pollReadable reports input at once: outside Linux the read loop waits in coder/websocket.
-func pollReadable(uintptr) bool { return true }
+import "time"
+
+// rawHeartbeats: outside Linux every frame goes through coder/websocket (heartbeat.go).
+const rawHeartbeats = false
+
+// peekReadable reports input at once: outside Linux the read loop waits in coder/websocket.
+func peekReadable(uintptr) bool { return true }
+
+// peekInput reports the end at once: outside Linux the read loop waits in coder/websocket.
+func peekInput(uintptr, []byte) (int, inputState) { return 0, inputEnd }
+
+// consumeInput is not used outside Linux.
+func consumeInput(uintptr, int) bool { return false }
+
+// sendFrame is not used outside Linux.
+func sendFrame(uintptr, []byte) (bool, error) { return false, errPartialFrame }
+
+// setRcvLowat is not used outside Linux.
+func setRcvLowat(uintptr, int) {}
+
+// sinceDataReceived is not used outside Linux.
+func sinceDataReceived(uintptr) (time.Duration, bool) { return 0, false }

@@ -14,6 +14,7 @@ type socketMetrics struct {
 	messagesOut  prometheus.Counter
 	pings        prometheus.Counter
 	pingsSkipped prometheus.Counter
+	pongs        prometheus.Counter
 }
 
 func newSocketMetrics(reg *prometheus.Registry, h *hub.Hub) *socketMetrics {
@@ -41,7 +42,11 @@ func newSocketMetrics(reg *prometheus.Registry, h *hub.Hub) *socketMetrics {
 		}),
 		pingsSkipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessiongate_socket_pings_skipped_total",
-			Help: "Heartbeat pings deferred to the next sweep because too many were in flight.",
+			Help: "Heartbeat pings deferred to the next sweep: the socket was busy writing, its send buffer was full, or (TLS) too many pings were in flight.",
+		}),
+		pongs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessiongate_socket_pongs_total",
+			Help: "WebSocket pongs received from clients.",
 		}),
 	}
 	for _, c := range allCauses {
@@ -51,7 +56,7 @@ func newSocketMetrics(reg *prometheus.Registry, h *hub.Hub) *socketMetrics {
 		Name: "sessiongate_sockets",
 		Help: "Live sockets on this node.",
 	}, func() float64 { return float64(h.Len()) })
-	reg.MustRegister(m.connects, disconnects, m.messagesIn, m.messagesOut, m.pings, m.pingsSkipped, live)
+	reg.MustRegister(m.connects, disconnects, m.messagesIn, m.messagesOut, m.pings, m.pingsSkipped, m.pongs, live)
 	return m
 }
 

@@ -1,0 +1,182 @@
+package gateway_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// maskedFrame builds one masked client frame with the given first byte (FIN + opcode).
+func maskedFrame(first byte, payload string) []byte {
+	frame := []byte{first, 0x80 | byte(len(payload)), 7, 1, 9, 3}
+	for i := 0; i < len(payload); i++ {
+		frame = append(frame, payload[i]^frame[2+i%4])
+	}
+	return frame
+}
+
+// counter reads one unlabelled counter from a metrics scrape.
+func counter(t *testing.T, body, name string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + name + ` (\d+)`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no %s in metrics", name)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// A client that only answers the server's pings stays connected for many PongWaits, whatever
+// shape its pongs take: empty pongs (collected by the sweeper), pongs after the client's own
+// WebSocket ping (the read loop then waits inside coder/websocket, which pings for it), and
+// pongs that arrive in the same segment as an envelope ping, which is still answered.
+func TestHeartbeatPongShapes(t *testing.T) {
+	cfg := heartbeatConfig()
+	s := startServer(t, cfg, memStores())
+	sess := s.authDevice(t, "device-pong-shapes", "")
+
+	shapes := []struct {
+		name string
+		pong func(ping []byte) []byte
+	}{
+		{"empty", func(p []byte) []byte { return maskedFrame(0x8A, string(p)) }},
+		{"after a client ping", nil}, // the read loop then waits inside coder/websocket
+		{"with envelope", func(p []byte) []byte {
+			return append(maskedFrame(0x8A, string(p)), maskedFrame(0x81, `{"cid":"e","ping":{}}`)...)
+		}},
+	}
+	for _, shape := range shapes {
+		t.Run(shape.name, func(t *testing.T) {
+			nc, br := rawSocket(t, s, sess.Token)
+			pong := shape.pong
+			if pong == nil {
+				if _, err := nc.Write(maskedFrame(0x89, "hello")); err != nil {
+					t.Fatal(err)
+				}
+				_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if op, payload, err := readFrame(br); err != nil || op != 0xA || string(payload) != "hello" {
+					t.Fatalf("pong to the client's ping: %#x %q %v", op, payload, err)
+				}
+				pong = shapes[0].pong
+			}
+			deadline := time.Now().Add(4 * cfg.PongWait)
+			_ = nc.SetReadDeadline(deadline.Add(2 * time.Second))
+			pings, pongsEnvelopes := 0, 0
+			for time.Now().Before(deadline) {
+				op, payload, err := readFrame(br)
+				if err != nil {
+					t.Fatalf("after %d pings: %v", pings, err)
+				}
+				switch op {
+				case 0x9:
+					pings++
+					if _, err := nc.Write(pong(payload)); err != nil {
+						t.Fatal(err)
+					}
+				case 0x1:
+					if string(payload) != `{"cid":"e","pong":{}}` {
+						t.Fatalf("unexpected message %s", payload)
+					}
+					pongsEnvelopes++
+				case 0x8:
+					t.Fatalf("closed after %d pings: %d %q", pings, binary.BigEndian.Uint16(payload), payload[2:])
+				default:
+					t.Fatalf("unexpected opcode %#x", op)
+				}
+			}
+			// Idle for 4 PongWaits with pings every PingPeriod + sweep: several pings at least.
+			if pings < 3 {
+				t.Errorf("%d pings in %v, want several", pings, 4*cfg.PongWait)
+			}
+			// The answer to the last envelope may still be on its way at the deadline.
+			if shape.name == "with envelope" && (pongsEnvelopes < pings-1 || pongsEnvelopes > pings) {
+				t.Errorf("%d envelope pongs for %d envelope pings", pongsEnvelopes, pings)
+			}
+			_ = nc.Close()
+		})
+	}
+	waitFor(t, 3*time.Second, "sockets to unregister", func() bool { return s.srv.Hub().Len() == 0 })
+	body := scrape(t, s)
+	pings, pongs := counter(t, body, "sessiongate_socket_pings_total"), counter(t, body, "sessiongate_socket_pongs_total")
+	if pings == 0 || pongs < pings-len(shapes) {
+		t.Errorf("pings_total %d, pongs_total %d: every answered ping should count a pong", pings, pongs)
+	}
+	if !containsLine(body, `sessiongate_socket_disconnects_total{cause="heartbeat_timeout"} 0`) {
+		t.Errorf("a socket that answered pings timed out:\n%s", grepLines(body, "disconnects"))
+	}
+}
+
+// Unsolicited pongs (RFC 6455 5.5.3: a unidirectional heartbeat), here too large to be collected
+// outside coder/websocket, keep a client that never answers pings alive.
+func TestHeartbeatUnsolicitedPongs(t *testing.T) {
+	cfg := heartbeatConfig()
+	s := startServer(t, cfg, memStores())
+	sess := s.authDevice(t, "device-unsolicited", "")
+	nc, _ := rawSocket(t, s, sess.Token)
+	stop := time.Now().Add(4 * cfg.PongWait)
+	for time.Now().Before(stop) {
+		if _, err := nc.Write(maskedFrame(0x8A, "a-pong-payload-of-forty-bytes-0123456789")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(cfg.PingPeriod / 2)
+	}
+	if n := s.srv.Hub().Len(); n != 1 {
+		t.Fatalf("%d sockets live, want 1", n)
+	}
+	if body := scrape(t, s); !containsLine(body, `sessiongate_socket_disconnects_total{cause="heartbeat_timeout"} 0`) {
+		t.Errorf("the client was timed out:\n%s", grepLines(body, "disconnects"))
+	}
+}
+
+// Envelope pings in every shape are answered exactly as protojson would, in order, whether the
+// fast path takes them or coder/websocket does: pipelined in one segment, with whitespace, ping
+// first, an empty cid, a cid with an escape, mixed with another envelope.
+func TestEnvelopePingShapes(t *testing.T) {
+	s := startServer(t, testConfig(), memStores())
+	sess := s.authDevice(t, "device-ping-shapes", "")
+	nc, br := rawSocket(t, s, sess.Token)
+	pings := []struct{ send, want string }{
+		{`{"cid":"1","ping":{}}`, `{"cid":"1","pong":{}}`},
+		{` { "ping" : { } , "cid" : "2" } `, `{"cid":"2","pong":{}}`},
+		{`{"ping":{}}`, `{"pong":{}}`},
+		{`{"cid":"","ping":{}}`, `{"pong":{}}`},
+		{`{"cid":"a\"b","ping":{}}`, `{"cid":"a\"b","pong":{}}`},
+		{`{"cid":"6","status_update":{"status":"x"}}`, `{"cid":"6"}`},
+		{`{"cid":"7","ping":{}}`, `{"cid":"7","pong":{}}`},
+	}
+	var batch []byte
+	for _, p := range pings {
+		batch = append(batch, maskedFrame(0x81, p.send)...)
+	}
+	if _, err := nc.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, p := range pings {
+		var got []byte
+		for {
+			op, payload, err := readFrame(br)
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", p.want, err)
+			}
+			if op != 0x1 {
+				t.Fatalf("opcode %#x while waiting for %s", op, p.want)
+			}
+			if bytes.HasPrefix(payload, []byte(`{"status_presence_event"`)) {
+				continue // the status update's own event
+			}
+			got = payload
+			break
+		}
+		if string(got) != p.want {
+			t.Errorf("answer to %s: %s, want %s", p.send, got, p.want)
+		}
+	}
+	body := scrape(t, s)
+	if in := counter(t, body, "sessiongate_socket_messages_in_total"); in != len(pings) {
+		t.Errorf("messages_in_total %d, want %d", in, len(pings))
+	}
+}

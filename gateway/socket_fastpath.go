@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"errors"
+)
+
+// The heartbeat fast path.
+//
+// Most of what an idle socket ever receives is heartbeats: the pongs that answer the sweeper's
+// pings, and the client's envelope pings (nakama-js sends {"cid":"N","ping":{}} every 10 s).
+// Handled by coder/websocket, each one wakes the read loop into the frame reader, decodes the
+// envelope, starts a writer goroutine to answer and a fresh reader goroutine afterwards: about
+// 45 µs of CPU. Here, on Linux over plain TCP, they are handled where the read loop waits
+// (pollInput), with a peek at the head of the connection's input, a read of exactly the frame's
+// bytes and, for an envelope ping, one non-blocking send of the pong frame. Anything else (any
+// other frame, a frame not whole in the peek, a fragmented or large frame, a ping envelope in any
+// other shape) is left in place for coder/websocket, so behaviour is unchanged: the fast path
+// only ever takes frames whose handling it reproduces exactly (FuzzPingEnvelope checks the
+// envelope decoder against protojson).
+//
+// The read loop's goroutine holds fd's read lock while it waits, so no other read interleaves;
+// frames are consumed only while the read buffer c.br is empty (waitReadable's precondition),
+// under c.mu (which the sweeper's collectPong also takes), and not once a close was requested
+// (the close handshake reads frames itself). A pong frame is written directly only while no
+// writer goroutine runs and nothing is queued, so it cannot overtake or split another message;
+// otherwise it is queued as usual.
+
+// maxFastFrame is the largest client frame the fast path takes: a masked frame with a 7-bit
+// length, 2 + 4 + 125 bytes.
+const maxFastFrame = 2 + 4 + 125
+
+// rawPongLowat is the receive low-water mark of a pinged idle socket: one byte more than the
+// empty masked pong its ping asks for, so that the pong alone does not wake the read loop (the
+// sweeper collects it) while any envelope (a ping envelope is over 25 bytes) still does.
+const rawPongLowat = 2 + 4 + 1
+
+// Opcodes of the frames the fast path takes, with the FIN bit and no extension bits.
+const (
+	finText = 0x81
+	finPing = 0x89
+	finPong = 0x8A
+)
+
+// pingFrame is a server ping: FIN, opcode 0x9, unmasked, no payload.
+var pingFrame = [2]byte{finPing, 0x00}
+
+// errPartialFrame: a frame was written in part, which leaves the stream mid-frame.
+var errPartialFrame = errors.New("frame written in part")
+
+// inputState is what a peek at a connection found.
+type inputState int
+
+const (
+	inputNone inputState = iota // nothing to read
+	inputData                   // bytes to read
+	inputEnd                    // an error or the end of the stream, for the read that follows to report
+)
+
+// headFrame parses the masked client frame at the start of b, unmasking its payload in place. It
+// returns the frame's first byte and size, or size 0 when b does not start with a whole frame of
+// at most maxFastFrame bytes with a 7-bit length.
+func headFrame(b []byte) (first byte, payload []byte, size int) {
+	if len(b) < 6 || b[1]&0x80 == 0 {
+		return 0, nil, 0 // too short for a masked header, or not masked
+	}
+	n := int(b[1] & 0x7f)
+	if n > 125 || 6+n > len(b) {
+		return 0, nil, 0 // an extended length, or not whole
+	}
+	p := b[6 : 6+n]
+	for i := range p {
+		p[i] ^= b[2+i&3]
+	}
+	return b[0], p, 6 + n
+}
+
+// parsePingEnvelope recognises {"cid":"...","ping":{}} (either order, cid optional, JSON
+// whitespace anywhere) with a cid of printable ASCII without escapes, and returns the cid. Any
+// other input, valid or not, reports false and goes to protojson.
+func parsePingEnvelope(b []byte) (cid []byte, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	i++
+	var seenCid, seenPing bool
+	for {
+		i = skipSpace(b, i)
+		key, j, ok := scanSimpleString(b, i)
+		if !ok {
+			return nil, false
+		}
+		i = skipSpace(b, j)
+		if i >= len(b) || b[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(b, i+1)
+		switch string(key) {
+		case "cid":
+			if seenCid {
+				return nil, false
+			}
+			seenCid = true
+			if cid, i, ok = scanSimpleString(b, i); !ok {
+				return nil, false
+			}
+		case "ping":
+			if seenPing || i >= len(b) || b[i] != '{' {
+				return nil, false
+			}
+			seenPing = true
+			i = skipSpace(b, i+1)
+			if i >= len(b) || b[i] != '}' {
+				return nil, false
+			}
+			i++
+		default:
+			return nil, false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return nil, false
+		}
+		if b[i] == ',' {
+			i++
+			continue
+		}
+		if b[i] != '}' || skipSpace(b, i+1) != len(b) || !seenPing {
+			return nil, false
+		}
+		return cid, true
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanSimpleString reads a JSON string at b[i] made of printable ASCII without escapes, and
+// returns its contents and the index after it.
+func scanSimpleString(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// appendPongFrame appends the unmasked text frame of {"cid":cid,"pong":{}} (cid omitted when
+// empty, as protojson does) to dst; cid needs no escaping (parsePingEnvelope's guarantee) and the
+// frame fits a 7-bit length (the pong is no longer than the ping it answers). cid may lie in
+// dst's backing array at index 14 or later, as in the ping frame it was read from: the frame is
+// built over it (a masked frame's payload starts at 6, and {"cid":" takes 8 more).
+func appendPongFrame(dst []byte, cid []byte) []byte {
+	start := len(dst)
+	dst = append(dst, finText, 0)
+	if len(cid) > 0 {
+		dst = append(dst, `{"cid":"`...)
+		dst = append(dst, cid...)
+		dst = append(dst, `",`...)
+	} else {
+		dst = append(dst, '{')
+	}
+	dst = append(dst, `"pong":{}}`...)
+	dst[start+1] = byte(len(dst) - start - 2)
+	return dst
+}
+
+// pollInput is waitReadable's syscall.RawConn.Read callback. It handles the heartbeat frames at
+// the head of the input (pongs, envelope pings) and reports true once fd has any other input (or
+// an error, or end of file) without consuming it, for coder/websocket to read. Returning false
+// makes the runtime park the goroutine on the network poller until fd becomes readable again,
+// then call it again.
+func (c *socketConn) pollInput(fd uintptr) bool {
+	var peek [maxFastFrame]byte // a frame at most; the pong frame is then built over it
+	for {
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			return true
+		}
+		n, st := peekInput(fd, peek[:])
+		if st != inputData {
+			c.mu.Unlock()
+			return st == inputEnd
+		}
+		first, body, size := headFrame(peek[:n])
+		var cid []byte
+		switch {
+		case size > 0 && first == finPong:
+		case size > 0 && first == finText && int64(len(body)) <= c.s.cfg.MaxMessageSize:
+			var ok bool
+			if cid, ok = parsePingEnvelope(body); !ok {
+				c.mu.Unlock()
+				return true
+			}
+		default:
+			c.mu.Unlock()
+			return true
+		}
+		if !consumeInput(fd, size) {
+			c.desynced = true // cannot happen: the peek saw the bytes and no one else reads fd
+			c.mu.Unlock()
+			return true
+		}
+		if first == finPong {
+			c.mu.Unlock()
+			c.pong()
+			continue // more input, or the end of the stream, may follow it
+		}
+		frame := appendPongFrame(peek[:0], cid)
+		written := false
+		var err error
+		if !c.writing && !c.pingWait.Load() && c.head == len(c.q) {
+			written, err = sendFrame(fd, frame)
+		}
+		c.mu.Unlock()
+		c.touch()
+		c.s.rt.metrics.messagesIn.Inc()
+		switch {
+		case written:
+			c.s.rt.metrics.messagesOut.Inc()
+		case errors.Is(err, errPartialFrame):
+			// The stream is mid-frame: no close frame can follow, the connection is dropped.
+			c.mu.Lock()
+			c.desynced = true
+			c.mu.Unlock()
+			return true
+		case err != nil:
+			c.closeWith(CloseInternalError, "write failed", causeWriteError, true)
+		default:
+			c.Send(append([]byte(nil), frame[2:]...)) // busy or full: queued behind the rest
+		}
+	}
+}
+
+// collectPong is the heartbeat sweeper's half of pong reading (heartbeat.go): for a socket it
+// pinged whose read loop is still parked, it consumes the pong waiting on the connection, which
+// the raised receive low-water mark kept from waking the read loop, and records it as seen when
+// it arrived. Only the sweeper calls it (it reads pingedAt). Other input waiting there (a frame
+// smaller than the mark) gets the mark lowered, which wakes the read loop for it.
+func (c *socketConn) collectPong() {
+	_ = c.rc.Control(func(fd uintptr) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.parked || c.closing {
+			return
+		}
+		var peek [maxFastFrame]byte
+		n, st := peekInput(fd, peek[:])
+		if st == inputNone {
+			return
+		}
+		if first, _, size := headFrame(peek[:n]); st != inputData || size == 0 || first != finPong {
+			c.resetLowatLocked()
+			return
+		} else if !consumeInput(fd, size) {
+			c.desynced = true
+			c.resetLowatLocked()
+			return
+		}
+		// Seen when it arrived, not now: the kernel knows when that was.
+		at := c.s.rt.now()
+		if ago, ok := sinceDataReceived(fd); ok {
+			// The kernel counts in jiffies: never before the ping it answers.
+			at = max(at-int64(ago), c.pingedAt+1)
+		}
+		c.seenAt(at)
+		c.s.rt.metrics.pongs.Inc()
+	})
+}
