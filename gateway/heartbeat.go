@@ -34,22 +34,20 @@ import (
 //     pong with a peek and a read (collectPong), which counts as life. Any other input (an
 //     envelope is larger than the mark) wakes the read loop as usual, which lowers the mark and
 //     takes a pong in front of it along (pollInput).
-// The pong is thus seen up to one sweep interval after it arrived, which the timing above
-// already allows for: a socket pinged at silence PingPeriod+x, x < interval, is next visited at
-// silence below PongWait, and its pong is collected before its silence is judged.
+// The pong is thus collected up to one sweep interval after it arrived, and recorded as seen when
+// the kernel received it (TCP_INFO), so ping cadence and timeouts are as if it had been read at
+// once; the timing above allows for the delay: a socket pinged at silence PingPeriod+x,
+// x < interval, is next visited at silence below PongWait, and its pong is collected before its
+// silence is judged.
 //
-// Under TLS, outside Linux, and for a read loop not parked, pings go through coder/websocket, whose Conn.Ping writes the
-// ping and then blocks until the pong. They run on short-lived goroutines, at most
-// maxPingsInFlight at once, each bounded by WriteWait; the pong itself is seen by the socket's
-// own read loop (the OnPongReceived callback updates lastSeen), so the waiting goroutine is only
-// a cost, never the judge of liveness. When the limit is reached the ping is skipped (counted)
-// and retried on the next sweep.
-
-// maxPingsInFlight at once, each bounded by WriteWait; the pong itself is seen by the socket's
-// own read loop (the OnPongReceived callback updates lastSeen), so the waiting goroutine is only
-// a cost, never the judge of liveness. An idle socket costs no goroutine between pings. When the
-// limit is reached the ping is skipped (counted) and retried on the next sweep. A ping goroutine
-// whose socket is closed returns at once.
+// Under TLS, outside Linux, and for a socket whose read loop is not parked (it is inside
+// coder/websocket's frame reader) or whose writer is busy, pings go through coder/websocket,
+// whose Conn.Ping writes the ping, queued behind the frame being written, and then blocks until
+// the pong. They run on short-lived goroutines, at most maxPingsInFlight at once, each bounded
+// by WriteWait; the pong itself is seen by the socket's own read loop (the OnPongReceived
+// callback updates lastSeen), so the waiting goroutine is only a cost, never the judge of
+// liveness. When the limit is reached the ping is skipped (counted) and retried on the next
+// sweep. A ping goroutine whose socket is closed returns at once.
 
 // maxPingsInFlight bounds the ping goroutines: a responsive client answers within a round trip,
 // so this many cover thousands of pings per second; only silent clients hold one for WriteWait.
@@ -137,21 +135,24 @@ func (s *Server) checkHeartbeat(c *socketConn, now int64) {
 // pingRaw writes a ping frame on the socket's connection from the sweeper and raises the
 // receive low-water mark, so that the pong does not wake the read loop; the next sweep collects
 // it (collectPong). It reports false, having done nothing, when the socket's read loop is not
-// parked in its poller wait: the ping must then go through coder/websocket.
+// parked in its poller wait or a message is being written: the ping must then go through
+// coder/websocket.
 //
 // c.mu is held throughout, and the send never blocks: with the read loop parked,
 // coder/websocket is neither reading nor writing a reply of its own; with no writer goroutine
 // and no ping through coder/websocket in flight, nothing else writes either, so the frame
-// cannot land inside another. A full send buffer skips the ping until the next sweep.
+// cannot land inside another. A full send buffer (with nothing being written, the client has
+// stopped reading) skips the ping until the next sweep.
 func (s *Server) pingRaw(c *socketConn, now int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.parked || c.pingWait.Load() {
-		return false
-	}
-	if c.closing || c.writing {
-		s.rt.metrics.pingsSkipped.Inc()
+	if c.closing {
 		return true
+	}
+	if !c.parked || c.writing || c.pingWait.Load() {
+		// A socket busy writing may stay busy (a spectator fed a stream of messages): its
+		// ping queues behind the message being written, inside coder/websocket.
+		return false
 	}
 	var written bool
 	var err error
