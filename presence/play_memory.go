@@ -1,0 +1,103 @@
+package presence
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// MemoryPlay is the PlaySessions of the embedded single node: a map of deadlines kept in an
+// indexed min-heap, so Expire finds the due sessions in O(log n) each.
+type MemoryPlay struct {
+	mu  sync.Mutex
+	due deadlines // user id → deadline
+	now func() time.Time
+}
+
+// NewMemoryPlay returns an empty in-memory play session store.
+func NewMemoryPlay() *MemoryPlay { return &MemoryPlay{due: newDeadlines(), now: time.Now} }
+
+// activeLocked reports whether the user's session is active at now (deadline still ahead).
+func (m *MemoryPlay) activeLocked(userID string, now int64) bool {
+	at, ok := m.due.get(userID)
+	return ok && at > now
+}
+
+// Initiate implements PlaySessions.
+func (m *MemoryPlay) Initiate(_ context.Context, userID string, timeout time.Duration) error {
+	now := m.now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.activeLocked(userID, now) {
+		return ErrAlreadyInGame
+	}
+	m.due.set(userID, now+int64(timeout))
+	return nil
+}
+
+// Heartbeat implements PlaySessions.
+func (m *MemoryPlay) Heartbeat(_ context.Context, userID string, timeout time.Duration) error {
+	now := m.now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.activeLocked(userID, now) {
+		return ErrNoActiveSession
+	}
+	m.due.set(userID, now+int64(timeout))
+	return nil
+}
+
+// End implements PlaySessions.
+func (m *MemoryPlay) End(_ context.Context, userID string) error {
+	now := m.now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.activeLocked(userID, now) {
+		return ErrNoActiveSession
+	}
+	m.due.remove(userID)
+	return nil
+}
+
+// Touch implements PlaySessions.
+func (m *MemoryPlay) Touch(_ context.Context, userIDs []string, timeout time.Duration) (int, error) {
+	now := m.now().UnixNano()
+	next := now + int64(timeout)
+	n := 0
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range userIDs {
+		if at, ok := m.due.get(u); ok && at > now && at < next {
+			m.due.set(u, next)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Expire implements PlaySessions.
+func (m *MemoryPlay) Expire(_ context.Context, limit int) ([]Expired, error) {
+	now := m.now().UnixNano()
+	m.mu.Lock()
+	items := m.due.popDue(now, limit, nil)
+	m.mu.Unlock()
+	return expiredOf(items), nil
+}
+
+// Len returns the number of sessions held, active or waiting for Expire.
+func (m *MemoryPlay) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.due.len()
+}
+
+func expiredOf(items []deadlineItem) []Expired {
+	if len(items) == 0 {
+		return nil
+	}
+	out := make([]Expired, len(items))
+	for i, it := range items {
+		out[i] = Expired{ID: it.id, Deadline: time.Unix(0, it.at)}
+	}
+	return out
+}
