@@ -21,6 +21,7 @@ import (
 
 	"github.com/sessiongate/sessiongate/auth"
 	"github.com/sessiongate/sessiongate/gateway"
+	"github.com/sessiongate/sessiongate/presence"
 )
 
 func main() {
@@ -93,8 +94,8 @@ func serve(ctx context.Context, o *options, log zerolog.Logger) error {
 	return srv.Run(ctx, apiLn, metricsLn)
 }
 
-// openStores returns the in-memory stores, or Redis ones when redisURL is set, and a function
-// that releases them.
+// openStores returns the in-memory stores (the zero Play and Games select them), or Redis ones
+// when redisURL is set, and a function that releases them.
 func openStores(ctx context.Context, redisURL, prefix string) (gateway.Stores, func(), error) {
 	if redisURL == "" {
 		return gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()}, func() {}, nil
@@ -112,6 +113,8 @@ func openStores(ctx context.Context, redisURL, prefix string) (gateway.Stores, f
 	stores := gateway.Stores{
 		Accounts:    auth.NewRedisAccounts(client, prefix),
 		Revocations: auth.NewRedisRevocations(client, prefix),
+		Play:        presence.NewRedisPlay(client, prefix),
+		Games:       presence.NewRedisGames(client, prefix),
 	}
 	return stores, func() { client.Close() }, nil
 }
