@@ -63,8 +63,11 @@ type UserNotifier interface {
 }
 
 // SetUserNotifier replaces the notifier game session close notifications go through (by
-// default the node's own NotifyUser). Call it before Run.
-func (s *Server) SetUserNotifier(n UserNotifier) { s.play.notifier = n }
+// default the node's own NotifyUser). It may be called at any time.
+func (s *Server) SetUserNotifier(n UserNotifier) { s.play.notifier.Store(&notifierBox{n}) }
+
+// notifierBox lets notifiers of any type share one atomic.Pointer.
+type notifierBox struct{ UserNotifier }
 
 // gameSessionJSON is a game session on the wire.
 type gameSessionJSON struct {
@@ -317,7 +320,7 @@ func (p *playSessions) closed(gs *presence.GameSession, reason string) {
 		ExternalSessionID string `json:"external_session_id"`
 		Reason            string `json:"reason"`
 	}{gs.ID, gs.GameID, gs.Currency, gs.ExternalID, reason})
-	n, err := p.notifier.NotifyUser(gs.UserID, &api.Notification{
+	n, err := p.notifier.Load().NotifyUser(gs.UserID, &api.Notification{
 		Id:         uuid.NewString(),
 		Subject:    NotificationSubjectGameSessionClosed,
 		Content:    string(content),

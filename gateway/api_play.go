@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessiongate/sessiongate/presence"
@@ -31,13 +32,14 @@ type playSessions struct {
 	s        *Server
 	play     presence.PlaySessions
 	games    presence.GameSessions
-	notifier UserNotifier
+	notifier atomic.Pointer[notifierBox]
 	metrics  *playMetrics
 	lastWarn time.Time // of the background work (api_play_sweep.go), used by its goroutine only
 }
 
 func newPlaySessions(s *Server, stores Stores, m *Metrics) *playSessions {
-	p := &playSessions{s: s, play: stores.Play, games: stores.Games, notifier: s, metrics: newPlayMetrics(m.Registry)}
+	p := &playSessions{s: s, play: stores.Play, games: stores.Games, metrics: newPlayMetrics(m.Registry)}
+	p.notifier.Store(&notifierBox{s})
 	if p.play == nil {
 		p.play = presence.NewMemoryPlay()
 	}
