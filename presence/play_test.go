@@ -25,8 +25,9 @@ type playStores struct {
 
 var prefixSeq atomic.Int64
 
-// forEachStore runs fn as a subtest for the memory stores and for the Redis stores on a
-// redis-server of the test's own (each subtest with a prefix of its own).
+// forEachStore runs fn as a subtest for the memory stores, for the Redis stores on a
+// redis-server of the test's own, and on a Redis Cluster of three masters (each subtest with a
+// prefix of its own).
 func forEachStore(t *testing.T, fn func(t *testing.T, s playStores)) {
 	t.Helper()
 	t.Run("memory", func(t *testing.T) {
@@ -37,22 +38,34 @@ func forEachStore(t *testing.T, fn func(t *testing.T, s playStores)) {
 	})
 	t.Run("redis", func(t *testing.T) {
 		srv := redisproc.ForTest(t)
-		client := func(t *testing.T) (redis.UniversalClient, string) {
-			c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-			t.Cleanup(func() { c.Close() })
-			return c, "ptest" + strconv.FormatInt(prefixSeq.Add(1), 10) + ":"
-		}
-		fn(t, playStores{name: "redis",
-			play: func(t *testing.T) presence.PlaySessions {
-				c, p := client(t)
-				return presence.NewRedisPlay(c, p)
-			},
-			games: func(t *testing.T) presence.GameSessions {
-				c, p := client(t)
-				return presence.NewRedisGames(c, p)
-			},
-		})
+		fn(t, redisStores("redis", func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: srv.Addr()}) }))
 	})
+	// On Redis Cluster every script must run in one slot: the hash tags see to it.
+	t.Run("redis cluster", func(t *testing.T) {
+		cl := redisproc.ClusterForTest(t, 3)
+		fn(t, redisStores("redis cluster", func() redis.UniversalClient {
+			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+		}))
+	})
+}
+
+// redisStores makes Redis stores, each on a client of its own with a fresh prefix.
+func redisStores(name string, newClient func() redis.UniversalClient) playStores {
+	open := func(t *testing.T) (redis.UniversalClient, string) {
+		c := newClient()
+		t.Cleanup(func() { c.Close() })
+		return c, "ptest" + strconv.FormatInt(prefixSeq.Add(1), 10) + ":"
+	}
+	return playStores{name: name,
+		play: func(t *testing.T) presence.PlaySessions {
+			c, p := open(t)
+			return presence.NewRedisPlay(c, p)
+		},
+		games: func(t *testing.T) presence.GameSessions {
+			c, p := open(t)
+			return presence.NewRedisGames(c, p)
+		},
+	}
 }
 
 func TestPlaySessions(t *testing.T) {
