@@ -294,4 +294,3 @@ func BenchmarkExpiryLateness100k(b *testing.B) {
 		}
 	}
 }
-
