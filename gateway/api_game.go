@@ -341,6 +341,9 @@ func compactData(raw json.RawMessage, max int) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(raw))
+	if !utf8.Valid(raw) {
+		return nil, errorf(auth.CodeInvalidArgument, "Data must be valid UTF-8.")
+	}
 	if err := json.Compact(&buf, raw); err != nil {
 		return nil, errorf(auth.CodeInvalidArgument, "Data must be a JSON object.")
 	}

@@ -295,6 +295,7 @@ func testGameServerValidation(t *testing.T, b backend) {
 		{`{"data":null,"version":1}`, "Data is required."},
 		{dataBody(`[1]`, 1), "Data must be a JSON object."},
 		{dataBody(`"x"`, 1), "Data must be a JSON object."},
+		{dataBody("{\"k\":\"\xff\"}", 1), "Data must be valid UTF-8."},
 		{`{"data":{}}`, "Version is required."},
 		{dataBody(`{}`, 0), "Version must be at least 1."},
 		{dataBody(`{"k":"`+strings.Repeat("x", 300)+`"}`, 1), "Data must be at most 256 bytes of JSON, got 308."},
