@@ -62,7 +62,34 @@ func TestPlaySessionAPI(t *testing.T) {
 		{"unauthorized", testPlayUnauthorized},
 		{"expiry", testPlayExpiry},
 		{"socket keeps it alive", testPlaySocketHeartbeats},
+		{"store down", testPlayStoreDown},
 	})
+}
+
+// testPlayStoreDown: with the store down, play and game session calls fail with clear internal
+// errors (never a crash or a hang), the background passes count their failures, and all
+// works again once the store is back.
+func testPlayStoreDown(t *testing.T, b backend) {
+	if b.killable == nil {
+		t.Skipf("the %s backend cannot fail", b.name)
+	}
+	stores, kill, restart := b.killable(t)
+	cfg := playConfig(300 * time.Millisecond)
+	s := startServer(t, cfg, stores)
+	tok := s.authDevice(t, "play-device-down", "").Token
+	s.mustSocket(t, tok) // so that the liveness pass has a user to extend
+	kill()
+	wantPlay(t, s.playCall(t, "initiate", tok), 500, "INTERNAL_ERROR")
+	wantError(t, s.asUser(t, tok, "POST", "/v2/game-sessions", createBody("g", "EUR", "down")), 500, 13, "Internal server error.")
+	waitFor(t, 5*time.Second, "the background passes to count failures", func() bool {
+		m := scrape(t, s)
+		return !containsLine(m, "sessiongate_play_sweep_errors_total 0") && strings.Contains(m, "sessiongate_play_sweep_errors_total ")
+	})
+	restart()
+	waitFor(t, 15*time.Second, "the store to answer again", func() bool {
+		return s.playCall(t, "initiate", tok).status == 200
+	})
+	mustGame(t, s.asUser(t, tok, "POST", "/v2/game-sessions", createBody("g", "EUR", "up")))
 }
 
 func testPlayLifecycle(t *testing.T, b backend) {
