@@ -66,16 +66,19 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 `)
 
-// KEYS[1] deadlines; ARGV[1] timeout ms, ARGV[2..] users. Returns how many it extended.
+// KEYS[1] deadlines; ARGV[1] timeout ms, ARGV[2..] users. Returns how many it extended. One
+// ZMSCORE reads every user's deadline (most users of a node's sockets have no session).
 var playTouch = redis.NewScript(luaNow + `
 local next = now + tonumber(ARGV[1])
+local users = {}
+for i = 2, #ARGV do users[#users + 1] = ARGV[i] end
+local ds = redis.call('ZMSCORE', KEYS[1], unpack(users))
 local n = 0
-for i = 2, #ARGV do
-  local d = redis.call('ZSCORE', KEYS[1], ARGV[i])
+for i, d in ipairs(ds) do
   if d then
     d = tonumber(d)
     if d > now and d < next then
-      redis.call('ZADD', KEYS[1], next, ARGV[i])
+      redis.call('ZADD', KEYS[1], next, users[i])
       n = n + 1
     end
   end
