@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -58,8 +57,6 @@ func (c Config) validatePlay() error {
 		return errors.New("play session timeout must not be negative")
 	case c.GameSessionDataMaxBytes < 0:
 		return errors.New("game session data max bytes must not be negative")
-	case int64(c.GameSessionDataMaxBytes) > c.MaxRequestBytes:
-		return fmt.Errorf("game session data max bytes (%d) must not exceed max request bytes (%d)", c.GameSessionDataMaxBytes, c.MaxRequestBytes)
 	}
 	return nil
 }

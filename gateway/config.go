@@ -74,8 +74,8 @@ type Config struct {
 	// GameSessionTTL is how long a game session lives without play (a refresh, a data write,
 	// or a live socket of its user) before it closes by itself. Default 4h.
 	GameSessionTTL time.Duration
-	// GameSessionDataMaxBytes caps a game session's data, in bytes of compacted JSON. Must not
-	// exceed MaxRequestBytes. Default 65536.
+	// GameSessionDataMaxBytes caps a game session's data, in bytes of compacted JSON. The body
+	// of a write is also bound by MaxRequestBytes, so the smaller of the two holds. Default 65536.
 	GameSessionDataMaxBytes int
 	// PlaySessionTimeout is how long a play session lives after its last heartbeat (an HTTP
 	// heartbeat, or a live socket of its user). Default 10s.
