@@ -208,9 +208,3 @@ func (m *MemoryGames) Expire(_ context.Context, limit int) ([]*GameSession, erro
 	return out, nil
 }
 
-// Len returns the number of open sessions.
-func (m *MemoryGames) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.byID)
-}

@@ -84,13 +84,6 @@ func (m *MemoryPlay) Expire(_ context.Context, limit int) ([]Expired, error) {
 	return expiredOf(items), nil
 }
 
-// Len returns the number of sessions held, active or waiting for Expire.
-func (m *MemoryPlay) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.due.len()
-}
-
 func expiredOf(items []deadlineItem) []Expired {
 	if len(items) == 0 {
 		return nil
