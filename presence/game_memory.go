@@ -207,4 +207,3 @@ func (m *MemoryGames) Expire(_ context.Context, limit int) ([]*GameSession, erro
 	}
 	return out, nil
 }
-
