@@ -323,4 +323,16 @@ func TestPlaySessionsCluster(t *testing.T) {
 	if n := c.sumMetric(t, `sessiongate_play_expired_total{kind="play"}`); n != 10 {
 		t.Errorf("%v expiries over the nodes, want 10", n)
 	}
+
+	// A token logged out on one node is refused by the play API of every node.
+	sess := a.authDevice(t, "cluster-play-logout", "")
+	wantPlay(t, n3.playCall(t, "initiate", sess.Token), 200, "")
+	if r := a.logout(t, sess.Token, sess.Token, ""); r.status != 200 {
+		t.Fatalf("logout: %d %s", r.status, r.body)
+	}
+	for _, n := range c.nodes {
+		waitFor(t, 2*time.Second, "node "+n.cfg.NodeID+" to refuse the logged-out token", func() bool {
+			return n.playCall(t, "heartbeat", sess.Token).status == http.StatusUnauthorized
+		})
+	}
 }
