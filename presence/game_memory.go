@@ -179,16 +179,16 @@ func (m *MemoryGames) closeLocked(id string) *GameSession {
 func (m *MemoryGames) Touch(_ context.Context, userIDs []string, ttl time.Duration) (int, error) {
 	next := m.now().Add(ttl).UnixNano()
 	n := 0
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, u := range userIDs {
-		for id := range m.byUser[u] {
-			if at, ok := m.due.get(id); ok && at < next {
-				m.due.set(id, next)
-				n++
+	inLockedBatches(&m.mu, userIDs, func(batch []string) {
+		for _, u := range batch {
+			for id := range m.byUser[u] {
+				if at, ok := m.due.get(id); ok && at < next {
+					m.due.set(id, next)
+					n++
+				}
 			}
 		}
-	}
+	})
 	return n, nil
 }
 

@@ -64,15 +64,28 @@ func (m *MemoryPlay) Touch(_ context.Context, userIDs []string, timeout time.Dur
 	now := m.now().UnixNano()
 	next := now + int64(timeout)
 	n := 0
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, u := range userIDs {
-		if at, ok := m.due.get(u); ok && at > now && at < next {
-			m.due.set(u, next)
-			n++
+	inLockedBatches(&m.mu, userIDs, func(batch []string) {
+		for _, u := range batch {
+			if at, ok := m.due.get(u); ok && at > now && at < next {
+				m.due.set(u, next)
+				n++
+			}
 		}
-	}
+	})
 	return n, nil
+}
+
+// inLockedBatches calls fn with consecutive batches of up to touchBatch ids, holding mu around
+// each batch only, so that touching a whole node's users never holds a store for long (a
+// batch takes tens of microseconds).
+func inLockedBatches(mu *sync.Mutex, ids []string, fn func([]string)) {
+	for len(ids) > 0 {
+		n := min(len(ids), touchBatch)
+		mu.Lock()
+		fn(ids[:n])
+		mu.Unlock()
+		ids = ids[n:]
+	}
 }
 
 // Expire implements PlaySessions.
