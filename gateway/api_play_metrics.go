@@ -69,7 +69,11 @@ func newPlayMetrics(reg *prometheus.Registry) *playMetrics {
 	}
 	for _, op := range []playOp{opInitiate, opHeartbeat, opEnd} {
 		m.playOutcomes[op] = make(map[string]prometheus.Counter)
-		for _, o := range []string{"ok", playAlreadyInGame, playNoActiveSession, playUnauthorized, playInternal} {
+		refusal := playNoActiveSession // the outcomes each op can have
+		if op == opInitiate {
+			refusal = playAlreadyInGame
+		}
+		for _, o := range []string{"ok", refusal, playUnauthorized, playInternal} {
 			m.playOutcomes[op][o] = m.playOps.WithLabelValues(op.String(), o)
 		}
 	}
