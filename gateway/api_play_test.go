@@ -174,12 +174,12 @@ func (s *testServer) authDeviceOn(t *testing.T, svc *auth.Service) string {
 }
 
 func testPlayExpiry(t *testing.T, b backend) {
-	const timeout = 400 * time.Millisecond
+	const timeout = 800 * time.Millisecond
 	s := startServer(t, playConfig(timeout), b.stores(t))
 	tok := s.authDevice(t, "play-device-expiry", "").Token
 	wantPlay(t, s.playCall(t, "initiate", tok), 200, "")
 	for range 3 { // heartbeats within the timeout keep it
-		time.Sleep(timeout / 2)
+		time.Sleep(timeout / 4)
 		wantPlay(t, s.playCall(t, "heartbeat", tok), 200, "")
 	}
 	last := time.Now()
@@ -199,7 +199,7 @@ func testPlayExpiry(t *testing.T, b backend) {
 }
 
 func testPlaySocketHeartbeats(t *testing.T, b backend) {
-	const timeout = 300 * time.Millisecond
+	const timeout = 600 * time.Millisecond
 	s := startServer(t, playConfig(timeout), b.stores(t))
 	tok := s.authDevice(t, "play-device-socket", "").Token
 	c := s.mustSocket(t, tok)
@@ -261,7 +261,7 @@ func (c *cluster) sumMetric(t *testing.T, series string) float64 {
 }
 
 func TestPlaySessionsCluster(t *testing.T) {
-	const timeout = 400 * time.Millisecond
+	const timeout = time.Second
 	c := startCluster(t, 3, playConfig(timeout))
 	a, b, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
 	tok := a.authDevice(t, "cluster-play-device", "").Token
