@@ -15,8 +15,6 @@ type deadlineItem struct {
 
 func newDeadlines() deadlines { return deadlines{index: make(map[string]int)} }
 
-func (d *deadlines) len() int { return len(d.items) }
-
 // get returns id's deadline.
 func (d *deadlines) get(id string) (int64, bool) {
 	i, ok := d.index[id]
