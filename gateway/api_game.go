@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -55,19 +56,27 @@ const (
 	maxExternalIDBytes = 128
 )
 
-// UserNotifier delivers notifications to the live sockets of a user. The Server's own
-// NotifyUser reaches the sockets of this node only; SetUserNotifier installs one that reaches
-// every node (the cluster bus).
+// UserNotifier delivers notifications to the live sockets of a user and returns how many
+// sockets queued them. The default, localNotifier, reaches the sockets of this node only
+// (Server.NotifyUser); one that reaches every node over the cluster bus is installed with
+// SetUserNotifier (or made the default in newPlaySessions).
 type UserNotifier interface {
-	NotifyUser(userID string, notifications ...*api.Notification) (int, error)
+	NotifyUser(ctx context.Context, userID string, notifications ...*api.Notification) (int, error)
 }
 
-// SetUserNotifier replaces the notifier game session close notifications go through (by
-// default the node's own NotifyUser). It may be called at any time.
+// SetUserNotifier replaces the notifier game session close notifications go through. It may
+// be called at any time.
 func (s *Server) SetUserNotifier(n UserNotifier) { s.play.notifier.Store(&notifierBox{n}) }
 
 // notifierBox lets notifiers of any type share one atomic.Pointer.
 type notifierBox struct{ UserNotifier }
+
+// localNotifier delivers through this node's hub.
+type localNotifier struct{ s *Server }
+
+func (l localNotifier) NotifyUser(_ context.Context, userID string, ns ...*api.Notification) (int, error) {
+	return l.s.NotifyUser(userID, ns...)
+}
 
 // gameSessionJSON is a game session on the wire.
 type gameSessionJSON struct {
@@ -305,13 +314,13 @@ func (s *Server) closeGame(w http.ResponseWriter, r *http.Request, id, reason st
 		s.writeError(w, r, gameStoreError(err))
 		return
 	}
-	s.play.closed(gs, reason)
+	s.play.closed(r.Context(), gs, reason)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write([]byte("{}"))
 }
 
 // closed counts a closed session and pushes its close notification to the user's sockets.
-func (p *playSessions) closed(gs *presence.GameSession, reason string) {
+func (p *playSessions) closed(ctx context.Context, gs *presence.GameSession, reason string) {
 	p.metrics.gameCloses.WithLabelValues(reason).Inc()
 	content, _ := json.Marshal(struct {
 		GameSessionID     string `json:"game_session_id"`
@@ -320,7 +329,7 @@ func (p *playSessions) closed(gs *presence.GameSession, reason string) {
 		ExternalSessionID string `json:"external_session_id"`
 		Reason            string `json:"reason"`
 	}{gs.ID, gs.GameID, gs.Currency, gs.ExternalID, reason})
-	n, err := p.notifier.Load().NotifyUser(gs.UserID, &api.Notification{
+	n, err := p.notifier.Load().NotifyUser(ctx, gs.UserID, &api.Notification{
 		Id:         uuid.NewString(),
 		Subject:    NotificationSubjectGameSessionClosed,
 		Content:    string(content),

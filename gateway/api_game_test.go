@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -310,12 +311,12 @@ func testGameServerValidation(t *testing.T, b backend) {
 
 // recordingNotifier forwards to the node's own delivery and records what it was asked to send.
 type recordingNotifier struct {
-	next gateway.UserNotifier
+	next *gateway.Server
 	mu   sync.Mutex
 	sent map[string][]*api.Notification
 }
 
-func (r *recordingNotifier) NotifyUser(userID string, ns ...*api.Notification) (int, error) {
+func (r *recordingNotifier) NotifyUser(_ context.Context, userID string, ns ...*api.Notification) (int, error) {
 	r.mu.Lock()
 	r.sent[userID] = append(r.sent[userID], ns...)
 	r.mu.Unlock()

@@ -153,7 +153,9 @@ func (p *playSessions) expirePlay(ctx context.Context) {
 func (p *playSessions) expireGames(ctx context.Context) {
 	expireDue(ctx, p, kindGame, p.games.Expire, func(gs *presence.GameSession, now time.Time) {
 		p.metrics.expiredAt(kindGame, gs.ExpiresAt, now)
-		p.closed(gs, closeReasonExpired)
+		c, cancel := storeContext(ctx)
+		p.closed(c, gs, closeReasonExpired)
+		cancel()
 	})
 }
 
