@@ -149,6 +149,8 @@ func gameStoreError(err error) error {
 		return errorf(auth.CodeAlreadyExists, "External session id is linked to another game session.")
 	case errors.Is(err, presence.ErrGameSessionNotFound):
 		return errGameNotFound
+	case errors.As(err, new(*auth.Error)):
+		return err
 	default:
 		return &auth.Error{Code: auth.CodeInternal, Message: "Internal server error.", Cause: err}
 	}
@@ -203,7 +205,7 @@ func (s *Server) createGame(w http.ResponseWriter, r *http.Request, userID strin
 		return
 	}
 	gs, created, err := s.play.games.Create(r.Context(), presence.NewGameSession{UserID: userID, GameID: body.GameID,
-		Currency: body.Currency, ExternalID: body.ExternalSessionID}, s.cfg.GameSessionTTL)
+		Currency: body.Currency, ExternalID: body.ExternalSessionID, MaxPerUser: s.cfg.GameSessionsPerUser}, s.cfg.GameSessionTTL)
 	switch {
 	case err == nil && created:
 		m.WithLabelValues("created").Inc()
@@ -211,6 +213,9 @@ func (s *Server) createGame(w http.ResponseWriter, r *http.Request, userID strin
 		m.WithLabelValues("existing").Inc()
 	case errors.Is(err, presence.ErrGameSessionActive), errors.Is(err, presence.ErrExternalIDInUse):
 		m.WithLabelValues("conflict").Inc()
+	case errors.Is(err, presence.ErrTooManyGameSessions):
+		m.WithLabelValues("limited").Inc()
+		err = errorf(auth.CodeResourceExhausted, "Too many open game sessions, the limit is "+strconv.Itoa(s.cfg.GameSessionsPerUser)+" per user.")
 	}
 	if err != nil {
 		s.writeError(w, r, gameStoreError(err))

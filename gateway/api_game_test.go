@@ -112,6 +112,7 @@ func TestGameSessionAPI(t *testing.T) {
 	runBackends(t, []backendTest{
 		{"client flow", testGameClientFlow},
 		{"client validation", testGameValidation},
+		{"limit per user", testGameLimitPerUser},
 		{"server flow", testGameServerFlow},
 		{"server validation", testGameServerValidation},
 		{"expiry", testGameExpiry},
@@ -207,6 +208,21 @@ func testGameValidation(t *testing.T, b backend) {
 	wantError(t, s.asUser(t, "nope", "GET", "/v2/game-sessions", ""), 401, 16, "Auth token invalid")
 	wantError(t, s.asUser(t, tok, "GET", "/v2/game-sessions/not-a-uuid", ""), 400, 3, "Invalid game session id.")
 	wantError(t, s.asUser(t, tok, "GET", "/v2/game-sessions/"+uuid.NewString(), ""), 404, 5, "Game session not found.")
+}
+
+func testGameLimitPerUser(t *testing.T, b backend) {
+	cfg := gameConfig(time.Hour)
+	cfg.GameSessionsPerUser = 3
+	s := startServer(t, cfg, b.stores(t))
+	tok := s.authDevice(t, "game-device-limit", "").Token
+	for i := range 3 {
+		mustGame(t, s.asUser(t, tok, "POST", "/v2/game-sessions", createBody("g"+strconv.Itoa(i), "EUR", "lim-"+strconv.Itoa(i))))
+	}
+	wantError(t, s.asUser(t, tok, "POST", "/v2/game-sessions", createBody("g3", "EUR", "lim-3")), 429, 8,
+		"Too many open game sessions, the limit is 3 per user.")
+	mustGame(t, s.asUser(t, tok, "POST", "/v2/game-sessions", createBody("g0", "EUR", "lim-0"))) // a repeat is fine
+	other := s.authDevice(t, "game-device-limit-2", "").Token
+	mustGame(t, s.asUser(t, other, "POST", "/v2/game-sessions", createBody("g3", "EUR", "lim-other")))
 }
 
 func testGameServerFlow(t *testing.T, b backend) {

@@ -57,6 +57,8 @@ func (c Config) validatePlay() error {
 		return errors.New("play session timeout must not be negative")
 	case c.GameSessionDataMaxBytes < 0:
 		return errors.New("game session data max bytes must not be negative")
+	case c.GameSessionsPerUser < 0:
+		return errors.New("game sessions per user must not be negative")
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func newPlayMetrics(reg *prometheus.Registry) *playMetrics {
 		}, []string{"kind"}),
 		gameCreates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessiongate_game_session_creates_total",
-			Help: "Game session creates by outcome (created, existing, conflict, invalid).",
+			Help: "Game session creates by outcome (created, existing, conflict, limited, invalid).",
 		}, []string{"outcome"}),
 		gameCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessiongate_game_session_closes_total",

@@ -77,6 +77,9 @@ type Config struct {
 	// GameSessionDataMaxBytes caps a game session's data, in bytes of compacted JSON. The body
 	// of a write is also bound by MaxRequestBytes, so the smaller of the two holds. Default 65536.
 	GameSessionDataMaxBytes int
+	// GameSessionsPerUser bounds the game sessions one user may hold open at once (a create
+	// beyond it is refused with 429 code 8), so that no client can fill the store. Default 100.
+	GameSessionsPerUser int
 	// PlaySessionTimeout is how long a play session lives after its last heartbeat (an HTTP
 	// heartbeat, or a live socket of its user). Default 10s.
 	PlaySessionTimeout time.Duration
@@ -129,6 +132,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.GameSessionDataMaxBytes == 0 {
 		c.GameSessionDataMaxBytes = 65536
+	}
+	if c.GameSessionsPerUser == 0 {
+		c.GameSessionsPerUser = 100
 	}
 	if c.PlaySessionTimeout == 0 {
 		c.PlaySessionTimeout = 10 * time.Second

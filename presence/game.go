@@ -28,6 +28,9 @@ var (
 	ErrExternalIDInUse = errors.New("presence: external session id is linked to another game session")
 	// ErrVersionConflict: WriteData with a version other than the session's current one.
 	ErrVersionConflict = errors.New("presence: game session data version conflict")
+	// ErrTooManyGameSessions: Create for a user who already holds NewGameSession.MaxPerUser
+	// open sessions.
+	ErrTooManyGameSessions = errors.New("presence: too many open game sessions for this user")
 	// ErrGameSessionActive is wrapped by *ActiveSessionError.
 	ErrGameSessionActive = errors.New("presence: a game session is already open for this game and currency")
 )
@@ -61,6 +64,9 @@ type GameSession struct {
 // NewGameSession is what Create needs.
 type NewGameSession struct {
 	UserID, GameID, Currency, ExternalID string
+	// MaxPerUser, when above 0, bounds the user's open sessions: a create that would open one
+	// more fails with ErrTooManyGameSessions (an idempotent repeat still succeeds).
+	MaxPerUser int
 }
 
 // GameSessions stores the open game sessions of every user of the cluster. All methods are
@@ -72,7 +78,8 @@ type GameSessions interface {
 	// When the (user, game, currency) already has an open session under the same external id
 	// it returns that one with created false (the create is idempotent); under another
 	// external id it fails with *ActiveSessionError naming it. An external id linked to an
-	// open session of another (user, game, currency) fails with ErrExternalIDInUse.
+	// open session of another (user, game, currency) fails with ErrExternalIDInUse, and a
+	// user at s.MaxPerUser open sessions gets ErrTooManyGameSessions.
 	Create(ctx context.Context, s NewGameSession, ttl time.Duration) (gs *GameSession, created bool, err error)
 	// Get returns the open session with that id, or ErrGameSessionNotFound.
 	Get(ctx context.Context, id string) (*GameSession, error)

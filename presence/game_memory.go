@@ -58,6 +58,9 @@ func (m *MemoryGames) Create(_ context.Context, s NewGameSession, ttl time.Durat
 	if _, ok := m.byExt[s.ExternalID]; ok {
 		return nil, false, ErrExternalIDInUse
 	}
+	if s.MaxPerUser > 0 && len(m.byUser[s.UserID]) >= s.MaxPerUser {
+		return nil, false, ErrTooManyGameSessions
+	}
 	gs := &GameSession{ID: newID(), UserID: s.UserID, GameID: s.GameID, Currency: s.Currency,
 		ExternalID: s.ExternalID, CreatedAt: now.Truncate(time.Millisecond), Data: []byte("{}"), Version: 1}
 	m.byID[gs.ID] = gs

@@ -72,9 +72,9 @@ local function close(id)
 end
 `
 
-// ARGV: base, id, user, game, currency, external id, ttl ms.
+// ARGV: base, id, user, game, currency, external id, ttl ms, max per user (0: no limit).
 // {0, rec} created, {1, rec} the same one already open, {2, rec} another one open, {3} the
-// external id is linked elsewhere.
+// external id is linked elsewhere, {4} the user is at the limit.
 var gameCreate = redis.NewScript(gameLib + `
 local tk = tripleKey(ARGV[3], ARGV[4], ARGV[5])
 local cur = redis.call('GET', tk)
@@ -85,6 +85,8 @@ if cur then
 end
 local xk = base .. 'x:' .. ARGV[6]
 if redis.call('EXISTS', xk) == 1 then return {3} end
+local limit = tonumber(ARGV[8])
+if limit > 0 and redis.call('SCARD', base .. 'u:' .. ARGV[3]) >= limit then return {4} end
 redis.call('HSET', base .. 's:' .. ARGV[2], 'user', ARGV[3], 'game', ARGV[4], 'cur', ARGV[5],
   'ext', ARGV[6], 'created', now, 'ver', 1, 'data', '{}')
 redis.call('SET', tk, ARGV[2])
@@ -172,7 +174,7 @@ func (s *RedisGames) run(ctx context.Context, script *redis.Script, args ...any)
 
 // Create implements GameSessions.
 func (s *RedisGames) Create(ctx context.Context, n NewGameSession, ttl time.Duration) (*GameSession, bool, error) {
-	v, err := s.run(ctx, gameCreate, newID(), n.UserID, n.GameID, n.Currency, n.ExternalID, ms(ttl))
+	v, err := s.run(ctx, gameCreate, newID(), n.UserID, n.GameID, n.Currency, n.ExternalID, ms(ttl), max(n.MaxPerUser, 0))
 	if err != nil {
 		return nil, false, fmt.Errorf("failed to create game session: %w", err)
 	}
@@ -187,8 +189,10 @@ func (s *RedisGames) Create(ctx context.Context, n NewGameSession, ttl time.Dura
 		return gs, false, nil
 	case 2:
 		return nil, false, &ActiveSessionError{Active: gs}
-	default:
+	case 3:
 		return nil, false, ErrExternalIDInUse
+	default:
+		return nil, false, ErrTooManyGameSessions
 	}
 }
 

@@ -130,6 +130,26 @@ func TestGameSessions(t *testing.T) {
 				t.Errorf("Get after write: version %d, data %s", got.Version, got.Data)
 			}
 		})
+		t.Run("limit per user", func(t *testing.T) {
+			t.Parallel()
+			gs, ctx, u := s.games(t), context.Background(), uuid.NewString()
+			limited := func(game string) presence.NewGameSession {
+				n := newGame(u, game, "EUR", game+"-"+u)
+				n.MaxPerUser = 2
+				return n
+			}
+			a := create(t, gs, limited("a"), time.Hour)
+			create(t, gs, limited("b"), time.Hour)
+			if _, _, err := gs.Create(ctx, limited("c"), time.Hour); !errors.Is(err, presence.ErrTooManyGameSessions) {
+				t.Fatalf("third create: %v, want ErrTooManyGameSessions", err)
+			}
+			if again, created, err := gs.Create(ctx, limited("a"), time.Hour); err != nil || created || again.ID != a.ID {
+				t.Fatalf("an idempotent repeat at the limit: %v, %v", created, err)
+			}
+			must(t, second(gs.Close(ctx, a.ID)))
+			create(t, gs, limited("c"), time.Hour)
+			create(t, gs, newGame(u, "d", "EUR", "d-"+u), time.Hour) // no limit given
+		})
 		t.Run("concurrent writes", func(t *testing.T) {
 			t.Parallel()
 			gs, ctx, u := s.games(t), context.Background(), uuid.NewString()

@@ -58,6 +58,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		{"single-socket", c.SingleSocket, false},
 		{"game-session-ttl", c.GameSessionTTL, 4 * time.Hour},
 		{"game-session-data-max-bytes", c.GameSessionDataMaxBytes, 65536},
+		{"game-sessions-per-user", c.GameSessionsPerUser, 100},
 		{"play-session-timeout", c.PlaySessionTimeout, 10 * time.Second},
 	} {
 		if tc.got != tc.want {
@@ -130,6 +131,7 @@ var flagCases = map[string]flagCase{
 	"single-socket":               {"true", "false", "true", "false", func(o *options) string { return strconv.FormatBool(o.cfg.SingleSocket) }},
 	"game-session-ttl":            {"1h", "2h", "1h0m0s", "2h0m0s", func(o *options) string { return dur(o.cfg.GameSessionTTL) }},
 	"game-session-data-max-bytes": {"1000", "2000", "1000", "2000", func(o *options) string { return strconv.Itoa(o.cfg.GameSessionDataMaxBytes) }},
+	"game-sessions-per-user":      {"5", "7", "5", "7", func(o *options) string { return strconv.Itoa(o.cfg.GameSessionsPerUser) }},
 	"play-session-timeout":        {"5s", "20s", "5s", "20s", func(o *options) string { return dur(o.cfg.PlaySessionTimeout) }},
 }
 
