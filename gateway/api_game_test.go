@@ -484,13 +484,21 @@ func TestGameSessionsClusterExpiry(t *testing.T) {
 	for i := range 20 {
 		mustGame(t, c.nodes[i%3].asUser(t, tok, "POST", "/v2/game-sessions", createBody("g"+strconv.Itoa(i), "EUR", "ce-"+strconv.Itoa(i))))
 	}
+	// Another user's session, created on the first node, is kept open by a socket on the third.
+	held := c.nodes[0].authDevice(t, "cluster-held-device", "").Token
+	c.nodes[2].mustSocket(t, held)
+	kept := mustGame(t, c.nodes[0].asUser(t, held, "POST", "/v2/game-sessions", createBody("g", "EUR", "held")))
+
 	series := `sessiongate_game_session_closes_total{reason="expired"}`
 	waitFor(t, 3*time.Second, "20 expiries", func() bool { return c.sumMetric(t, series) >= 20 })
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(3 * ttl)
 	if n := c.sumMetric(t, series); n != 20 {
 		t.Errorf("%v expiries over the nodes, want 20 (each once)", n)
 	}
 	if list := mustGames(t, c.nodes[1].asUser(t, tok, "GET", "/v2/game-sessions", "")); len(list) != 0 {
 		t.Errorf("%d sessions left", len(list))
+	}
+	if got := mustGame(t, c.nodes[1].asUser(t, held, "GET", "/v2/game-sessions/"+kept.ID, "")); !got.ExpiresAt.After(kept.ExpiresAt) {
+		t.Errorf("the held session's expiry did not move: %v", got.ExpiresAt)
 	}
 }
