@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/sessiongate/sessiongate/presence"
 )
@@ -33,7 +32,7 @@ type playSessions struct {
 	games    presence.GameSessions
 	notifier atomic.Pointer[notifierBox]
 	metrics  *playMetrics
-	lastWarn time.Time // of the background work (api_play_sweep.go), used by its goroutine only
+	lastWarn atomic.Int64 // Unix ns of the background work's last warning (api_play_sweep.go)
 }
 
 func newPlaySessions(s *Server, stores Stores, m *Metrics) *playSessions {

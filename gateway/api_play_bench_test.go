@@ -50,7 +50,8 @@ func benchStores(b *testing.B, backend string) Stores {
 // need nothing of Run), except where a benchmark starts the play sessions' loop itself.
 func benchNode(b *testing.B, backend string, users int) (*Server, []string) {
 	b.Helper()
-	s, err := New(Config{HTTPKey: "bench-http-key", Auth: auth.Config{EncryptionKey: "bench-key", RefreshEncryptionKey: "bench-refresh-key", BcryptCost: 4, TokenExpiry: time.Hour}},
+	// No per-user cap on game sessions: the create benchmark opens b.N of them for 1,024 users.
+	s, err := New(Config{HTTPKey: "bench-http-key", GameSessionsPerUser: 1 << 30, Auth: auth.Config{EncryptionKey: "bench-key", RefreshEncryptionKey: "bench-refresh-key", BcryptCost: 4, TokenExpiry: time.Hour}},
 		zerolog.Nop(), benchStores(b, backend))
 	if err != nil {
 		b.Fatal(err)

@@ -8,7 +8,8 @@ import (
 	"github.com/sessiongate/sessiongate/presence"
 )
 
-// Expiry and socket liveness of play and game sessions: one goroutine per node, owned by
+// Expiry and socket liveness of play and game sessions: two goroutines per node, the expiry
+// sweep and the liveness pass (so that a slow pass never delays an expiry), owned by
 // Server.Run and stopped with its context.
 //
 // Expiry. Every expirySweepEvery the node asks each store for the sessions whose deadline has
@@ -24,14 +25,13 @@ import (
 // showed life within Config.PongWait (the same rule that keeps a socket open; the socket's
 // lastSeen is an atomic the socket already keeps, so nothing is added per frame and there is
 // no timer per socket), and extends their play sessions to PlaySessionTimeout from now in one
-// batch (Touch). Their game sessions are extended the same way, to GameSessionTTL from now, every
-// gameTouchEvery (a tenth of the TTL, at most a minute). Each
-// node extends the sessions of its own sockets' users, so this holds across nodes. The bound:
-// a play session whose user holds a live socket does not expire, since it is extended at
-// least every timeout/3; once the socket closes (by the client, or after PongWait of silence),
-// the session ends between 2/3 of the timeout and the timeout after the last extension. The
-// cost per pass is one read of each local socket's lastSeen and, on Redis, one script per
-// 1,000 users.
+// batch (Touch). Every gameTouchEvery (a tenth of the TTL, at most a minute) it extends their
+// game sessions the same way, to GameSessionTTL from now. Each node extends the sessions of
+// its own sockets' users, so this holds across nodes. The bound: a play session whose user
+// holds a live socket does not expire, since it is extended at least every timeout/3; once
+// the socket closes (by the client, or after PongWait of silence), the session ends between
+// 2/3 of the timeout and the timeout after the last extension. The cost per pass is one read
+// of each local socket's lastSeen and, on Redis, one script per 1,000 users.
 
 // expirySweepEvery is how often the node expires due sessions.
 const expirySweepEvery = 100 * time.Millisecond
@@ -60,10 +60,34 @@ func (c Config) gameTouchEvery() time.Duration {
 // minTouchEvery keeps the liveness pass from spinning with tiny timeouts (tests).
 const minTouchEvery = 10 * time.Millisecond
 
-// run sweeps and touches until ctx ends.
+// run sweeps and touches until ctx ends, and returns once both loops have stopped.
 func (p *playSessions) run(ctx context.Context) {
+	touched := make(chan struct{})
+	go func() {
+		defer close(touched)
+		p.runTouches(ctx)
+	}()
+	p.runSweeps(ctx)
+	<-touched
+}
+
+// runSweeps expires due sessions every expirySweepEvery until ctx ends.
+func (p *playSessions) runSweeps(ctx context.Context) {
 	sweep := time.NewTicker(expirySweepEvery)
 	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep.C:
+			p.expirePlay(ctx)
+			p.expireGames(ctx)
+		}
+	}
+}
+
+// runTouches extends the sessions of the users of this node's live sockets until ctx ends.
+func (p *playSessions) runTouches(ctx context.Context) {
 	playEvery, gameEvery := p.s.cfg.playTouchEvery(), p.s.cfg.gameTouchEvery()
 	touch := time.NewTicker(min(playEvery, gameEvery))
 	defer touch.Stop()
@@ -74,9 +98,6 @@ func (p *playSessions) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-sweep.C:
-			p.expirePlay(ctx)
-			p.expireGames(ctx)
 		case now := <-touch.C:
 			// A tick may come up to a period late; a little slack keeps a kind whose period is
 			// a multiple of the tick from skipping one.
@@ -194,10 +215,6 @@ func (p *playSessions) sweepFailed(ctx context.Context, err error, kind string) 
 // warnNow rate-limits the background work's warnings to one per 10s, so that a store outage
 // does not log ten lines a second; sessiongate_play_sweep_errors_total counts every failure.
 func (p *playSessions) warnNow() bool {
-	now := time.Now()
-	if now.Sub(p.lastWarn) < 10*time.Second {
-		return false
-	}
-	p.lastWarn = now
-	return true
+	now, last := time.Now().UnixNano(), p.lastWarn.Load()
+	return now-last >= int64(10*time.Second) && p.lastWarn.CompareAndSwap(last, now)
 }
