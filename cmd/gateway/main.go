@@ -1,6 +1,7 @@
 // Command gateway runs one sessiongate node: the Nakama-compatible HTTP session API, and the
 // Prometheus metrics endpoint. With no --redis-url it is a self-contained single node with
-// in-memory stores; with one, it shares accounts and revocations with every node on that Redis.
+// in-memory stores; with one, it shares accounts, revocations, play sessions and game sessions
+// with every node on that Redis.
 package main
 
 import (
