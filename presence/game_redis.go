@@ -73,6 +73,8 @@ end
 `
 
 // ARGV: base, id, user, game, currency, external id, ttl ms, max per user (0: no limit).
+// Index entries whose session is gone (which only a Redis evicting keys could leave) are
+// overwritten rather than obeyed.
 // {0, rec} created, {1, rec} the same one already open, {2, rec} another one open, {3} the
 // external id is linked elsewhere, {4} the user is at the limit.
 var gameCreate = redis.NewScript(gameLib + `
@@ -80,11 +82,14 @@ local tk = tripleKey(ARGV[3], ARGV[4], ARGV[5])
 local cur = redis.call('GET', tk)
 if cur then
   local r = rec(cur)
-  if r[5] == ARGV[6] then return {1, r} end
-  return {2, r}
+  if r then
+    if r[5] == ARGV[6] then return {1, r} end
+    return {2, r}
+  end
 end
 local xk = base .. 'x:' .. ARGV[6]
-if redis.call('EXISTS', xk) == 1 then return {3} end
+local linked = redis.call('GET', xk)
+if linked and redis.call('EXISTS', base .. 's:' .. linked) == 1 then return {3} end
 local limit = tonumber(ARGV[8])
 if limit > 0 and redis.call('SCARD', base .. 'u:' .. ARGV[3]) >= limit then return {4} end
 redis.call('HSET', base .. 's:' .. ARGV[2], 'user', ARGV[3], 'game', ARGV[4], 'cur', ARGV[5],

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/sessiongate/sessiongate/internal/redisproc"
 	"github.com/sessiongate/sessiongate/presence"
 )
 
@@ -250,3 +252,24 @@ func ids(s []*presence.GameSession) []string {
 }
 
 func itoa(i int) string { return string(rune('0'+i/10)) + string(rune('0'+i%10)) }
+
+// TestRedisGamesStaleIndex: if a session's record disappears behind the store's back (a Redis
+// evicting keys), its leftover index entries do not block a new session for the triple or the
+// external id.
+func TestRedisGamesStaleIndex(t *testing.T) {
+	srv := redisproc.ForTest(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer client.Close()
+	gs, ctx, u := presence.NewRedisGames(client, "stale:"), context.Background(), uuid.NewString()
+	a := create(t, gs, newGame(u, "g", "EUR", "x-"+u), time.Hour)
+	if err := client.Del(ctx, "stale:{games}:s:"+a.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := create(t, gs, newGame(u, "g", "EUR", "x-"+u), time.Hour)
+	if b.ID == a.ID {
+		t.Fatal("the lost session came back")
+	}
+	if got, err := gs.GetByExternalID(ctx, "x-"+u); err != nil || got.ID != b.ID {
+		t.Fatalf("external id links %v (%v), want %s", got, err, b.ID)
+	}
+}
