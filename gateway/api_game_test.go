@@ -125,7 +125,7 @@ func testGameClientFlow(t *testing.T, b backend) {
 	ann := s.authDevice(t, "game-device-ann", "").Token
 	bob := s.authDevice(t, "game-device-bob", "").Token
 	annID := tokenClaims(t, ann).UserID
-	sock := s.mustSocket(t, ann)
+	sock := s.registeredSocket(t, ann)
 
 	before := time.Now().Add(-time.Second)
 	g := mustGame(t, s.asUser(t, ann, "POST", "/v2/game-sessions", createBody("slots", "EUR", "ext-1")))
@@ -229,7 +229,7 @@ func testGameServerFlow(t *testing.T, b backend) {
 	s := startServer(t, gameConfig(time.Hour), b.stores(t))
 	tok := s.authDevice(t, "game-device-server", "").Token
 	user := tokenClaims(t, tok).UserID
-	sock := s.mustSocket(t, tok)
+	sock := s.registeredSocket(t, tok)
 	body := `{"user_id":"` + user + `",` + createBody("poker", "BTC", "srv-1")[1:]
 	g := mustGame(t, s.asServer(t, "POST", "/v2/server/game-sessions", body))
 	if g.UserID != user || g.GameID != "poker" || g.Version != 1 {
@@ -389,7 +389,7 @@ func testGameSocketKeepsOpen(t *testing.T, b backend) {
 	const ttl = 300 * time.Millisecond
 	s := startServer(t, gameConfig(ttl), b.stores(t))
 	tok := s.authDevice(t, "game-device-sock", "").Token
-	c := s.mustSocket(t, tok)
+	c := s.registeredSocket(t, tok)
 	g := mustGame(t, s.asUser(t, tok, "POST", "/v2/game-sessions", createBody("g", "EUR", "sock")))
 	time.Sleep(4 * ttl)
 	got := mustGame(t, s.asUser(t, tok, "GET", "/v2/game-sessions/"+g.ID, ""))
@@ -408,7 +408,7 @@ func TestGameSessionsCluster(t *testing.T) {
 	a := c.nodes[0]
 	tok := a.authDevice(t, "cluster-game-device", "").Token
 	user := tokenClaims(t, tok).UserID
-	sock := c.nodes[2].mustSocket(t, tok)
+	sock := c.nodes[2].registeredSocket(t, tok)
 	g := mustGame(t, c.nodes[1].asServer(t, "POST", "/v2/server/game-sessions",
 		`{"user_id":"`+user+`",`+createBody("g", "EUR", "cl-1")[1:]))
 	for _, n := range c.nodes {
@@ -486,7 +486,7 @@ func TestGameSessionsClusterExpiry(t *testing.T) {
 	}
 	// Another user's session, created on the first node, is kept open by a socket on the third.
 	held := c.nodes[0].authDevice(t, "cluster-held-device", "").Token
-	c.nodes[2].mustSocket(t, held)
+	c.nodes[2].registeredSocket(t, held)
 	kept := mustGame(t, c.nodes[0].asUser(t, held, "POST", "/v2/game-sessions", createBody("g", "EUR", "held")))
 
 	series := `sessiongate_game_session_closes_total{reason="expired"}`

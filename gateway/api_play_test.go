@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessiongate/sessiongate/auth"
@@ -49,6 +50,17 @@ func wantPlay(t *testing.T, r response, status int, code string) {
 	}
 }
 
+// registeredSocket opens a socket for token and waits until the node has registered it (the
+// client may see the 101 first), so that notifications and the liveness pass see it.
+func (s *testServer) registeredSocket(t *testing.T, token string) *websocket.Conn {
+	t.Helper()
+	uid := tokenClaims(t, token).UserID
+	before := s.srv.Hub().UserCount(uid)
+	c := s.mustSocket(t, token)
+	waitFor(t, 5*time.Second, "the socket to register", func() bool { return s.srv.Hub().UserCount(uid) > before })
+	return c
+}
+
 // playConfig is the test configuration with a short play session timeout.
 func playConfig(timeout time.Duration) gateway.Config {
 	cfg := testConfig()
@@ -77,7 +89,7 @@ func testPlayStoreDown(t *testing.T, b backend) {
 	cfg := playConfig(300 * time.Millisecond)
 	s := startServer(t, cfg, stores)
 	tok := s.authDevice(t, "play-device-down", "").Token
-	s.mustSocket(t, tok) // so that the liveness pass has a user to extend
+	s.registeredSocket(t, tok) // so that the liveness pass has a user to extend
 	kill()
 	wantPlay(t, s.playCall(t, "initiate", tok), 500, "INTERNAL_ERROR")
 	wantError(t, s.asUser(t, tok, "POST", "/v2/game-sessions", createBody("g", "EUR", "down")), 500, 13, "Internal server error.")
@@ -202,7 +214,7 @@ func testPlaySocketHeartbeats(t *testing.T, b backend) {
 	const timeout = 600 * time.Millisecond
 	s := startServer(t, playConfig(timeout), b.stores(t))
 	tok := s.authDevice(t, "play-device-socket", "").Token
-	c := s.mustSocket(t, tok)
+	c := s.registeredSocket(t, tok)
 	wantPlay(t, s.playCall(t, "initiate", tok), 200, "")
 	time.Sleep(4 * timeout) // no HTTP heartbeat: the socket is the heartbeat
 	wantPlay(t, s.playCall(t, "heartbeat", tok), 200, "")
@@ -297,7 +309,7 @@ func TestPlaySessionsCluster(t *testing.T) {
 	wantPlay(t, a.playCall(t, "heartbeat", tok), 400, "NO_ACTIVE_SESSION")
 
 	// A socket on the third node keeps a session initiated on the first alive.
-	sock := n3.mustSocket(t, tok)
+	sock := n3.registeredSocket(t, tok)
 	wantPlay(t, a.playCall(t, "initiate", tok), 200, "")
 	time.Sleep(3 * timeout)
 	wantPlay(t, b.playCall(t, "heartbeat", tok), 200, "")
