@@ -11,6 +11,7 @@ import (
 	"github.com/sessiongate/sessiongate/auth"
 	"github.com/sessiongate/sessiongate/gateway"
 	"github.com/sessiongate/sessiongate/internal/redisproc"
+	"github.com/sessiongate/sessiongate/presence"
 )
 
 func init() {
@@ -54,5 +55,7 @@ func redisStores(t *testing.T, addr string, opts ...auth.RedisRevocationsOption)
 	return gateway.Stores{
 		Accounts:    auth.NewRedisAccounts(client, prefix),
 		Revocations: auth.NewRedisRevocations(client, prefix, opts...),
+		Play:        presence.NewRedisPlay(client, prefix),
+		Games:       presence.NewRedisGames(client, prefix),
 	}
 }

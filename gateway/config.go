@@ -68,6 +68,21 @@ type Config struct {
 	// SingleSocket makes a user's new socket close that user's older ones (notification code -7
 	// "single_socket", then close 4001), as Nakama's session.single_socket. Default false.
 	SingleSocket bool
+
+	// Play sessions: game sessions (api_game.go) and exclusive play sessions (api_play.go).
+
+	// GameSessionTTL is how long a game session lives without play (a refresh, a data write,
+	// or a live socket of its user) before it closes by itself. Default 4h.
+	GameSessionTTL time.Duration
+	// GameSessionDataMaxBytes caps a game session's data, in bytes of compacted JSON. The body
+	// of a write is also bound by MaxRequestBytes, so the smaller of the two holds. Default 65536.
+	GameSessionDataMaxBytes int
+	// GameSessionsPerUser bounds the game sessions one user may hold open at once (a create
+	// beyond it is refused with 429 code 8), so that no client can fill the store. Default 100.
+	GameSessionsPerUser int
+	// PlaySessionTimeout is how long a play session lives after its last heartbeat (an HTTP
+	// heartbeat, or a live socket of its user). Default 10s.
+	PlaySessionTimeout time.Duration
 }
 
 // Defaults returns c with every zero field set to its documented default.
@@ -112,6 +127,18 @@ func (c Config) Defaults() Config {
 	if c.PongWait == 0 {
 		c.PongWait = 25 * time.Second
 	}
+	if c.GameSessionTTL == 0 {
+		c.GameSessionTTL = 4 * time.Hour
+	}
+	if c.GameSessionDataMaxBytes == 0 {
+		c.GameSessionDataMaxBytes = 65536
+	}
+	if c.GameSessionsPerUser == 0 {
+		c.GameSessionsPerUser = 100
+	}
+	if c.PlaySessionTimeout == 0 {
+		c.PlaySessionTimeout = 10 * time.Second
+	}
 	c.Auth = c.Auth.Defaults()
 	return c
 }
@@ -127,6 +154,9 @@ func (c Config) Validate() error {
 		return errors.New("drain period must not be negative")
 	}
 	if err := c.validateSocket(); err != nil {
+		return err
+	}
+	if err := c.validatePlay(); err != nil {
 		return err
 	}
 	if err := c.Auth.Validate(); err != nil {

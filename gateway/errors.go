@@ -16,7 +16,7 @@ func httpStatus(c auth.Code) int {
 		return http.StatusBadRequest
 	case auth.CodeNotFound:
 		return http.StatusNotFound
-	case auth.CodeAlreadyExists:
+	case auth.CodeAlreadyExists, codeAborted:
 		return http.StatusConflict
 	case auth.CodePermissionDenied:
 		return http.StatusForbidden
@@ -35,6 +35,10 @@ func httpStatus(c auth.Code) int {
 
 // codeUnimplemented is what Nakama answers for a known path with the wrong method.
 const codeUnimplemented auth.Code = 12
+
+// codeAborted is gRPC's ABORTED, a concurrency conflict (a stale game session data version);
+// gRPC gateways answer it with 409.
+const codeAborted auth.Code = 10
 
 // writeError renders err as Nakama's {"code","message"} body. Errors that are not *auth.Error
 // are internal: the client sees a generic message and the cause goes to the log.

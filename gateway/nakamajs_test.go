@@ -52,7 +52,8 @@ func TestNakamaJSSession(t *testing.T) {
 
 // TestNakamaJSSocket runs testdata/nakamajs/socket_test.mjs: nakama-js's realtime socket
 // (connect with status, its ping/pong heartbeat, followUsers, updateStatus reaching
-// onstatuspresence, logout keeping the open socket while refusing a new one). Tokens live 2h so
+// onstatuspresence, a game session close reaching onnotification, its heartbeats keeping a
+// play session alive, logout keeping the open socket while refusing a new one). Tokens live 2h so
 // that nakama-js does not refresh the session (it does when it expires within 5 minutes) and
 // the logout revokes the very token the socket connected with.
 func TestNakamaJSSocket(t *testing.T) {
@@ -65,6 +66,7 @@ func TestNakamaJSSocket(t *testing.T) {
 			RefreshTokenExpiry:   4 * time.Hour,
 			BcryptCost:           4,
 		},
+		PlaySessionTimeout: time.Second,
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sessiongate/sessiongate/auth"
+	"github.com/sessiongate/sessiongate/presence"
 )
 
 // Stores are the storage implementations a node runs on: the in-memory ones for the embedded
@@ -20,6 +21,10 @@ import (
 type Stores struct {
 	Accounts    auth.AccountStore
 	Revocations auth.RevocationStore
+	// Play and Games hold the play sessions and game sessions; nil selects the in-memory
+	// stores (embedded mode).
+	Play  presence.PlaySessions
+	Games presence.GameSessions
 }
 
 // Server is one gateway node: the API handler, its metrics and the auth service behind it.
@@ -35,6 +40,8 @@ type Server struct {
 	origins   map[string]bool
 
 	rt *realtime // the realtime socket: hub, heartbeats, drain (socket.go)
+
+	play *playSessions // play and game sessions (api_play.go, api_game.go)
 }
 
 // New builds a node from cfg (defaulted and validated) over stores.
@@ -55,6 +62,7 @@ func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 	if s.rt, err = newRealtime(cfg, m); err != nil {
 		return nil, err
 	}
+	s.play = newPlaySessions(s, stores, m)
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
 			s.anyOrigin = true
@@ -95,6 +103,11 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 	go func() {
 		defer wg.Done()
 		s.runMemoryRelease(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.play.run(ctx) // expiry and socket liveness of play sessions (api_play_sweep.go)
 	}()
 	// The auth service (revocation sync) keeps running through the drain, while the API serves.
 	authCtx, stopAuth := context.WithCancel(context.Background())

@@ -26,5 +26,9 @@
 // events published by other nodes are delivered to the same callback, which looks up local
 // followers with FollowersOf. Nothing in the gateway changes when the implementation does.
 //
-// The package also reserves its place for the TTL-bound play sessions of later issues.
+// The package also holds the TTL-bound play sessions (play.go, game.go): the exclusive
+// initiate / heartbeat / end sessions (PlaySessions) and the game sessions bound to a user, a
+// game and a currency (GameSessions), each with a memory store (an indexed min-heap of
+// deadlines) and a Redis store (Lua scripts over a sorted set of deadlines, one hash tag per
+// kind), and an Expire that claims each due session for exactly one caller on any node.
 package presence

@@ -74,6 +74,10 @@ func parseOptions(args []string, lookupEnv func(string) (string, bool), stderr i
 	fs.DurationVar(&c.WriteWait, "write-wait", 5*time.Second, "deadline of each socket write and of a socket's whole close")
 	fs.DurationVar(&c.PingPeriod, "ping-period", 15*time.Second, "silence after which the server pings a socket")
 	fs.DurationVar(&c.PongWait, "pong-wait", 25*time.Second, "silence after which a socket is closed (4002); must exceed --ping-period")
+	fs.DurationVar(&c.GameSessionTTL, "game-session-ttl", 4*time.Hour, "a game session without play for this long closes by itself")
+	fs.IntVar(&c.GameSessionDataMaxBytes, "game-session-data-max-bytes", 65536, "largest game session data, in bytes of compacted JSON (a write body is also bound by --max-request-bytes)")
+	fs.IntVar(&c.GameSessionsPerUser, "game-sessions-per-user", 100, "most game sessions one user may hold open at once; a create beyond it gets 429")
+	fs.DurationVar(&c.PlaySessionTimeout, "play-session-timeout", 10*time.Second, "a play session ends this long after its last heartbeat")
 	fs.BoolVar(&c.SingleSocket, "single-socket", false, "a user's new socket closes that user's older sockets (notification -7, then close 4001)")
 
 	if err := fs.Parse(args); err != nil {

@@ -1,6 +1,7 @@
 // Command gateway runs one sessiongate node: the Nakama-compatible HTTP session API, and the
 // Prometheus metrics endpoint. With no --redis-url it is a self-contained single node with
-// in-memory stores; with one, it shares accounts and revocations with every node on that Redis.
+// in-memory stores; with one, it shares accounts, revocations, play sessions and game sessions
+// with every node on that Redis.
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 
 	"github.com/sessiongate/sessiongate/auth"
 	"github.com/sessiongate/sessiongate/gateway"
+	"github.com/sessiongate/sessiongate/presence"
 )
 
 func main() {
@@ -93,8 +95,8 @@ func serve(ctx context.Context, o *options, log zerolog.Logger) error {
 	return srv.Run(ctx, apiLn, metricsLn)
 }
 
-// openStores returns the in-memory stores, or Redis ones when redisURL is set, and a function
-// that releases them.
+// openStores returns the in-memory stores (the zero Play and Games select them), or Redis ones
+// when redisURL is set, and a function that releases them.
 func openStores(ctx context.Context, redisURL, prefix string) (gateway.Stores, func(), error) {
 	if redisURL == "" {
 		return gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()}, func() {}, nil
@@ -112,6 +114,8 @@ func openStores(ctx context.Context, redisURL, prefix string) (gateway.Stores, f
 	stores := gateway.Stores{
 		Accounts:    auth.NewRedisAccounts(client, prefix),
 		Revocations: auth.NewRedisRevocations(client, prefix),
+		Play:        presence.NewRedisPlay(client, prefix),
+		Games:       presence.NewRedisGames(client, prefix),
 	}
 	return stores, func() { client.Close() }, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -136,6 +137,24 @@ func postDevice(t *testing.T, base, serverKey, id string) int {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// postJSON posts body with an optional Authorization header and returns the status and body.
+func postJSON(t *testing.T, url, body, authorization string) (int, []byte) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
 }
 
 // TestRunServesAndStops runs the embedded node with every default secret: it serves the API
@@ -328,6 +347,23 @@ func TestRunRedis(t *testing.T) {
 	}
 	if len(keys) == 0 {
 		t.Error("no keys under the configured prefix after an authenticate")
+	}
+	// Play and game sessions are on the Redis stores too.
+	_, body := postJSON(t, "http://"+api+"/v2/account/authenticate/device", `{"id":"device-0123456789"}`, "Basic "+base64.StdEncoding.EncodeToString([]byte("defaultkey:")))
+	var sess struct{ Token string }
+	if err := json.Unmarshal(body, &sess); err != nil || sess.Token == "" {
+		t.Fatalf("authenticate: %s (%v)", body, err)
+	}
+	if code, body := postJSON(t, "http://"+api+"/api/games/sessions/initiate", `{"auth_token":"`+sess.Token+`"}`, ""); code != 200 {
+		t.Errorf("initiate: %d %s", code, body)
+	}
+	if code, body := postJSON(t, "http://"+api+"/v2/game-sessions", `{"game_id":"g","currency":"EUR","external_session_id":"e"}`, "Bearer "+sess.Token); code != 200 {
+		t.Errorf("game session create: %d %s", code, body)
+	}
+	for _, key := range []string{"cmdtest:{play}:deadlines", "cmdtest:{games}:deadlines"} {
+		if n, err := client.ZCard(context.Background(), key).Result(); err != nil || n != 1 {
+			t.Errorf("%s holds %d sessions (%v), want 1", key, n, err)
+		}
 	}
 	r.cancel()
 	if code := r.wait(t, 5*time.Second); code != 0 {

@@ -163,6 +163,45 @@ await check("updateStatus() without a status appears offline to followers", asyn
   assert.equal(evt.leaves?.[0]?.status, "playing", JSON.stringify(evt));
 });
 
+// Play sessions are sessiongate's own HTTP API (nakama-js has no calls for them): plain fetch
+// with the session token, while the nakama-js socket stays open.
+const base = `http://${host}:${port}`;
+async function api(method, path, body, auth) {
+  const res = await fetch(base + path, { method, body: body && JSON.stringify(body), headers: auth ? { Authorization: auth } : {} });
+  return { status: res.status, body: await res.json() };
+}
+
+await check("a game session close reaches onnotification (subject game_session_closed, code -100)", async () => {
+  const notes = [];
+  socketA.onnotification = (n) => notes.push(n);
+  const bearer = `Bearer ${sessionA.token}`;
+  const created = await api("POST", "/v2/game-sessions", { game_id: "slots", currency: "EUR", external_session_id: `njs-${run}` }, bearer);
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  const id = created.body.game_session_id;
+  assert.match(id, uuidRe);
+  const closed = await api("DELETE", `/v2/game-sessions/${id}`, undefined, bearer);
+  assert.equal(closed.status, 200, JSON.stringify(closed.body));
+  await waitUntil("the close notification", () => notes.length > 0);
+  const n = notes[0];
+  assert.equal(n.subject, "game_session_closed");
+  assert.equal(n.code, -100);
+  // nakama-js parses content as JSON.
+  assert.deepEqual(n.content, { game_session_id: id, game_id: "slots", currency: "EUR", external_session_id: `njs-${run}`, reason: "closed" });
+  assert.match(n.id, uuidRe);
+});
+
+await check("the socket's heartbeats keep a play session alive without HTTP heartbeats", async () => {
+  // TestNakamaJSSocket sets --play-session-timeout to 1s; the socket pings every 400 ms.
+  const tok = { auth_token: sessionA.token };
+  assert.deepEqual((await api("POST", "/api/games/sessions/initiate", tok)).body, { success: true });
+  await sleep(2500);
+  assert.deepEqual((await api("POST", "/api/games/sessions/heartbeat", tok)).body, { success: true });
+  assert.deepEqual((await api("POST", "/api/games/sessions/end", tok)).body, { success: true });
+  const again = await api("POST", "/api/games/sessions/end", tok);
+  assert.equal(again.status, 400);
+  assert.equal(again.body.error_code, "NO_ACTIVE_SESSION");
+});
+
 await check("after sessionLogout the open socket still answers pings", async () => {
   assert.equal(await client.sessionLogout(sessionA, sessionA.token, sessionA.refresh_token), true);
   const reply = await socketA.send({ ping: {} });
