@@ -5,6 +5,11 @@
 //	loadtest hold    [flags]  ramp to --clients sockets, hold them, read memory and idle CPU
 //	loadtest connect [flags]  connect --clients sockets as fast as --in-flight allows; latency
 //	loadtest auth    [flags]  authenticate existing devices: throughput and latency
+//	loadtest churn   [flags]  open sockets at --rate for --duration, each closed after --lifetime
+//	loadtest logout  [flags]  hold, log every client out, check new sockets are refused
+//	loadtest storm   [flags]  hold over several nodes, stop one (--pid), measure reconnects
+//	loadtest disconnect [flags]  hold, disconnect every socket through the server API
+//	loadtest suite   [flags]  the BENCHMARKS.md suite: starts Redis and gateways, runs them all
 //	loadtest worker           (internal) one client process of a --workers run
 package main
 
@@ -18,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -67,6 +73,19 @@ scenarios:
   connect  connect --clients sockets with --in-flight at once (no rate cap by default):
            connect rate and latency (upgrade + token check + first envelope ping answered)
   auth     authenticate --devices existing devices --clients times in total: req/s, latency
+  churn    open sockets at --rate for --duration (identities from --clients, in turn), each
+           closed by the client after --lifetime: connect and close latency, sockets over time
+  logout   ramp like hold, then every client logs out (POST /v2/session/logout) and tries a
+           new socket with its token on every target (each must be refused with 401); the
+           held sockets must stay open through --hold
+  storm    ramp like hold over at least two --target nodes, then --storm-after stop the
+           gateway process --pid (--signal kill: SIGKILL; term: SIGTERM, a graceful drain); its
+           clients reconnect to the next targets with a jittered exponential backoff; --hold is
+           the window for that: reconnect latency, time to the last reconnect
+  disconnect  ramp like hold on the --target nodes, then disconnect every socket through the
+           server API of --api-target (default the last target) by session id and by user id
+           (--disconnect-by): API call → close frame at the client
+  suite    the benchmark suite (see loadtest suite --help)
   worker   internal: one client process of a --workers run (plan on stdin, events on stdout)
 
 Every client authenticates in a pre-phase (device ids unique per run) before the measured
@@ -95,9 +114,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 0
 	}
-	switch scenario {
-	case "hold", "connect", "auth":
-	default:
+	if scenario == "suite" {
+		return runSuite(ctx, args[1:], stdout, stderr, workerCmd)
+	}
+	if !slices.Contains(loadtest.Scenarios, scenario) {
 		fmt.Fprintf(stderr, "loadtest: unknown scenario %q\n\n%s", scenario, usage)
 		return 2
 	}
@@ -171,6 +191,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				return 1
 			}
 		}
+		if o.htmlPath != "" {
+			if werr := rep.WriteHTML(o.htmlPath); werr != nil {
+				fmt.Fprintln(stderr, "loadtest: write html:", werr)
+				return 1
+			}
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest:", err)
@@ -184,6 +210,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 type options struct {
 	jsonPath     string
+	htmlPath     string
 	quiet        bool
 	sourceIPs    int
 	failOnErrors bool
@@ -225,6 +252,21 @@ func newFlags(scenario string, out io.Writer, cfg *loadtest.Config, o *options) 
 	fs.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("client processes (this binary re-executed as 'loadtest worker'); 0: one per %d sockets", maxPerWorker))
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow targets outside loopback")
 	fs.StringVar(&o.jsonPath, "json", "", "write every figure to this JSON file")
+	fs.StringVar(&o.htmlPath, "html", "", "write a self-contained HTML report (charts as inline SVG) to this file")
+	fs.DurationVar(&cfg.ScrapeInterval, "scrape-interval", 2*time.Second, "how often /metrics is read for the timeline (RSS and sockets over time); negative disables")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "churn: how long sockets are opened at --rate")
+	fs.DurationVar(&cfg.Lifetime, "lifetime", time.Second, "churn: how long each socket stays open")
+	fs.StringVar(&cfg.Status, "status", "", "each client sets this status (status_update) after connecting; empty: none")
+	fs.IntVar(&cfg.Follow, "follow", 0, "each client follows this many other clients (status_follow) after connecting")
+	fs.IntVar(&cfg.StormPID, "pid", 0, "storm: the gateway process to stop")
+	fs.StringVar(&cfg.StormSignal, "signal", "kill", "storm: kill (SIGKILL) or term (SIGTERM, graceful drain)")
+	fs.DurationVar(&cfg.StormAfter, "storm-after", time.Second, "storm: how long after the ramp the node is stopped")
+	fs.DurationVar(&cfg.BackoffMin, "backoff-min", 100*time.Millisecond, "storm: first reconnect backoff ceiling (full jitter, doubling per attempt)")
+	fs.DurationVar(&cfg.BackoffMax, "backoff-max", 5*time.Second, "storm: largest reconnect backoff ceiling")
+	fs.DurationVar(&cfg.ReconnectFor, "reconnect-for", 30*time.Second, "storm: a client gives up reconnecting after this")
+	fs.StringVar(&cfg.APITarget, "api-target", "", "disconnect: the node whose server API is called (default the last --target)")
+	fs.StringVar(&cfg.HTTPKey, "http-key", "defaulthttpkey", "disconnect: the server API's http key, sent as Bearer")
+	fs.StringVar(&cfg.DisconnectBy, "disconnect-by", "both", "disconnect: session, user, or both (alternating by client)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the clients when --workers is 1) to this file")
 	fs.BoolVar(&o.failOnErrors, "fail-on-errors", false, "exit with status 3 when any client error was counted")

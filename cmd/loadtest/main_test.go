@@ -27,6 +27,20 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// testWorkerCmd starts this test binary as a worker process.
+func testWorkerCmd(t *testing.T) func(int) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(int) *exec.Cmd {
+		c := exec.Command(exe)
+		c.Env = append(os.Environ(), "LOADTEST_TEST_WORKER=1")
+		return c
+	}
+}
+
 func startGateway(t *testing.T) (api, metrics string) {
 	t.Helper()
 	srv, err := gateway.New(gateway.Config{Auth: auth.Config{EncryptionKey: "k1-loadtest", RefreshEncryptionKey: "k2-loadtest", BcryptCost: 4}},
@@ -64,7 +78,10 @@ func TestUsageAndBadFlags(t *testing.T) {
 	}{
 		{nil, 2, "scenarios:"},
 		{[]string{"--help"}, 0, "-in-flight"},
-		{[]string{"storm"}, 2, "unknown scenario"},
+		{[]string{"stampede"}, 2, "unknown scenario"},
+		{[]string{"storm", "--quiet"}, 1, "pid"},
+		{[]string{"churn", "--rate", "0", "--quiet"}, 1, "churn needs a rate"},
+		{[]string{"suite", "--size", "huge", "--gateway", "/bin/true"}, 1, "want full or small"},
 		{[]string{"hold", "--clients", "x"}, 2, "invalid value"},
 		{[]string{"hold", "extra"}, 2, "unexpected arguments"},
 		{[]string{"hold", "--target", "http://192.0.2.7:7350", "--quiet"}, 1, "--allow-remote"},
@@ -82,15 +99,7 @@ func TestUsageAndBadFlags(t *testing.T) {
 // re-executed) and checks the merged report.
 func TestHoldWithWorkerProcesses(t *testing.T) {
 	api, metrics := startGateway(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	workerCmd := func(int) *exec.Cmd {
-		c := exec.Command(exe)
-		c.Env = append(os.Environ(), "LOADTEST_TEST_WORKER=1")
-		return c
-	}
+	workerCmd := testWorkerCmd(t)
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"hold", "--target", api, "--metrics", metrics, "--clients", "240", "--workers", "2",
@@ -107,8 +116,8 @@ func TestHoldWithWorkerProcesses(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.Workers != 2 || r.Authed != 240 || r.Connected != 240 || r.ErrorCount != 0 || r.ConnectH.Count() != 240 {
-		t.Errorf("merged report: workers %d, authed %d, connected %d, errors %v, connect samples %d", r.Workers, r.Authed, r.Connected, r.Errors, r.ConnectH.Count())
+	if r.Workers != 2 || r.Authed != 240 || r.Connected != 240 || r.ErrorCount != 0 || r.Histograms[loadtest.HistConnect].Count() != 240 {
+		t.Errorf("merged report: workers %d, authed %d, connected %d, errors %v, connect samples %d", r.Workers, r.Authed, r.Connected, r.Errors, r.Histograms[loadtest.HistConnect].Count())
 	}
 	if r.Server == nil || r.Server.Sockets != 240 || r.PingRTT.Count == 0 {
 		t.Errorf("server %+v, ping samples %d", r.Server, r.PingRTT.Count)
