@@ -24,8 +24,11 @@ const (
 	ColorErrors     = "#dc2626" // errors and close codes
 )
 
-// nodeColors tell the nodes apart in per-node series (RSS).
-var nodeColors = []string{ColorRSS, "#ca8a04", "#9333ea", "#0891b2", "#4d7c0f"}
+// Per-node series tell the nodes apart with these: RSS, and sockets per node.
+var (
+	rssColors    = []string{ColorRSS, "#ca8a04", "#a16207", "#b45309", "#92400e"}
+	socketColors = []string{"#4338ca", "#0e7490", "#be185d", "#15803d", "#6d28d9"}
+)
 
 // WriteHTML writes the report as one self-contained HTML page: every chart is inline SVG and
 // nothing is fetched from the network to view it.
@@ -60,13 +63,18 @@ func (r *Report) HTML() ([]byte, error) {
 			open.pts = append(open.pts, [2]float64{s.T, float64(s.Open)})
 		}
 		ss := []series{open}
-		if sv := r.serverSeries(func(s ServerSample) float64 { return s.Sockets }, true); len(sv) > 0 {
+		if sv := r.serverSeries(func(s ServerSample) float64 { return s.Sockets }, true, nil); len(sv) > 0 {
 			sv[0].name, sv[0].color = "sessiongate_sockets (all nodes)", ColorServerSock
 			ss = append(ss, sv[0])
 		}
 		d.Series = append(d.Series, lineChart("Sockets over time", ss, "s", ""))
 	}
-	if rss := r.serverSeries(func(s ServerSample) float64 { return s.RSS / (1 << 20) }, false); len(rss) > 0 {
+	if len(r.Targets) > 1 {
+		if per := r.serverSeries(func(s ServerSample) float64 { return s.Sockets }, false, socketColors); len(per) > 1 {
+			d.Series = append(d.Series, lineChart("Sockets per node (sessiongate_sockets)", per, "s", ""))
+		}
+	}
+	if rss := r.serverSeries(func(s ServerSample) float64 { return s.RSS / (1 << 20) }, false, rssColors); len(rss) > 0 {
 		d.Series = append(d.Series, lineChart("Server RSS over time (per node)", rss, "s", " MiB"))
 	}
 	for _, k := range []string{HistDisconnect, HistDisconnectAPI, HistReconnect} {
@@ -112,7 +120,7 @@ type namedSummary struct {
 
 // serverSeries is one series per node of f over the server timeline (or, with sum, one series
 // of the nodes' sum at each scrape round).
-func (r *Report) serverSeries(f func(ServerSample) float64, sum bool) []series {
+func (r *Report) serverSeries(f func(ServerSample) float64, sum bool, colors []string) []series {
 	if len(r.ServerTimeline) < 2 {
 		return nil
 	}
@@ -145,7 +153,7 @@ func (r *Report) serverSeries(f func(ServerSample) float64, sum bool) []series {
 	for _, x := range r.ServerTimeline {
 		s := byNode[x.Node]
 		if s == nil {
-			s = &series{name: fmt.Sprintf("node %d", x.Node), color: nodeColors[x.Node%len(nodeColors)]}
+			s = &series{name: fmt.Sprintf("node %d", x.Node), color: colors[x.Node%len(colors)]}
 			byNode[x.Node] = s
 			order = append(order, x.Node)
 		}
@@ -235,7 +243,7 @@ func histChart(title string, h *Histogram, color string) template.HTML {
 	x := func(ns float64) float64 {
 		return float64(padL) + (math.Log(math.Max(ns, lo))-llo)/(lhi-llo)*plotW
 	}
-	for _, m := range []struct {
+	for k, m := range []struct {
 		q    float64
 		name string
 	}{{50, "p50"}, {99, "p99"}} {
@@ -245,7 +253,7 @@ func histChart(title string, h *Histogram, color string) template.HTML {
 		if x(v) > float64(chartW-padR-90) {
 			anchor, dx = "end", -3 // keep the label inside the chart
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="mark" text-anchor="%s">%s %s ms</text>`, x(v)+dx, padT+10, anchor, m.name, fmtMS(v))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="mark" text-anchor="%s">%s %s ms</text>`, x(v)+dx, padT+10+12*k, anchor, m.name, fmtMS(v))
 	}
 	axisY := float64(padT) + plotH
 	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#6b7280"/>`, padL, chartW-padR, axisY, axisY)

@@ -238,6 +238,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Scenario != "hold" {
 		cfg.Settle = 0
 	}
+	if cfg.Scenario == "disconnect" {
+		cfg.Hold = 0 // the sockets end with the action
+	}
 	ops := 0
 	if cfg.Scenario == "churn" {
 		ops = cfg.churnOps()
@@ -420,8 +423,8 @@ func afterRamp(ctx context.Context, cfg Config, rep *Report, rampStart time.Time
 		if err != nil {
 			return err
 		}
-		if cfg.Hold > 0 {
-			sleepCtx(ctx, cfg.Hold) // logout: the held sockets must stay open through it
+		if cfg.Hold > 0 { // logout: the held sockets must stay open through it
+			sleepCtx(ctx, cfg.Hold)
 			scrape("end")
 		}
 	case "storm":
@@ -590,7 +593,11 @@ func progressLoop(ctx context.Context, cfg Config, mu *sync.Mutex, progress []*P
 		if cfg.Scenario == "auth" {
 			what = "requests"
 		}
-		cfg.Progress(fmt.Sprintf("%6.0fs %-10s authed %d  %s %d/%d  open %d  %.0f/s  errors %d  p99 %.2f ms",
-			now.Sub(start).Seconds(), phase, authed, what, count, cfg.Clients, open, rate, errs, float64(h.Percentile(99))/1e6))
+		total := cfg.Clients
+		if cfg.Scenario == "churn" {
+			total = cfg.churnOps()
+		}
+		cfg.Progress(fmt.Sprintf("%6.0fs %-10s authed %d  %s %d/%d  open %d  %.0f/s  errors %d  dropped %d  p99 %.2f ms",
+			now.Sub(start).Seconds(), phase, authed, what, count, total, open, rate, errs, dropped, float64(h.Percentile(99))/1e6))
 	}
 }

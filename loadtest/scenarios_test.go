@@ -87,7 +87,7 @@ func TestStorm(t *testing.T) {
 			a, b := startGatewayProcess(t, time.Second), startGatewayProcess(t, time.Second)
 			const n = 200
 			r, err := Run(context.Background(), Config{Scenario: "storm", Targets: []string{a.API, b.API}, MetricsURLs: []string{a.Metrics, b.Metrics},
-				Clients: n, InFlight: 16, Hold: 4 * time.Second, PingInterval: 500 * time.Millisecond, Create: true, Workers: 1,
+				Clients: n, InFlight: 16, Hold: 2500 * time.Millisecond, PingInterval: 500 * time.Millisecond, Create: true, Workers: 1,
 				StormPID: a.cmd.Process.Pid, StormSignal: tc.signal, StormAfter: 300 * time.Millisecond,
 				BackoffMin: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond, ScrapeInterval: 500 * time.Millisecond})
 			if err != nil {
@@ -98,7 +98,7 @@ func TestStorm(t *testing.T) {
 			if r.Dropped != n/2 || r.CloseCodes[tc.code] != n/2 || r.Counts[CountReconnected] != n/2 || r.Latencies[HistReconnect].Count != n/2 {
 				t.Errorf("dropped %d, close codes %v, reconnected %d; want %d with code %s, all reconnected", r.Dropped, r.CloseCodes, r.Counts[CountReconnected], n/2, tc.code)
 			}
-			if r.Counts[CountAttempts] < n/2 || r.RecoverySeconds <= 0 || r.RecoverySeconds > 4 {
+			if r.Counts[CountAttempts] < n/2 || r.RecoverySeconds <= 0 || r.RecoverySeconds > 2.5 {
 				t.Errorf("attempts %d, recovery %.2f s", r.Counts[CountAttempts], r.RecoverySeconds)
 			}
 			if end := r.scrape("end"); end == nil || end.Values[mSockets] != n {

@@ -23,8 +23,11 @@ loopback (and a redis-server for the Redis steps, which needs redis-server on PA
 scenario against them, and stops them. Steps: hold (memory per socket), a second hold size
 (heartbeat CPU with envelope pings), idle (heartbeat CPU with server pings only), connect
 (rate and latency), auth (embedded and Redis), churn, logout (2 nodes on Redis: revocation
-reaches both), storm (2-3 embedded nodes, one SIGKILLed: reconnects). Medians over --runs go
-into the suite's section of --benchmarks, with the date, the machine and the commands.
+reaches both), hold-3-nodes (sockets held over 3 nodes on one Redis), disconnect (3 nodes on
+Redis, clients on the first, the server API called on the last; skipped against a gateway
+without the server API), storm (2-3 embedded nodes, one SIGKILLed: reconnects). Medians over
+--runs go into the suite's section of --benchmarks, with the date, the machine and the
+commands.
 
 --size full holds 10,000 and 19,000 sockets on one node (minutes per step; run it on a quiet
 machine). --size small uses a few hundred clients and finishes in about a minute.
@@ -45,7 +48,7 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer, work
 	fs.IntVar(&sc.Runs, "runs", 3, "runs of each step; figures are medians")
 	fs.StringVar(&sc.OutDir, "out", filepath.Join(os.TempDir(), "sessiongate-suite"), "directory for each run's JSON and HTML report and the gateways' logs")
 	fs.IntVar(&sc.PortBase, "port-base", 0, "first loopback port of the gateways (two per node); 0: free ports")
-	fs.StringVar(&only, "only", "", "comma-separated step names to run (hold10000, hold19000, idle19000, connect10000, auth, auth-redis, churn, logout, storm; small: hold300, hold600, idle600, connect500, ...)")
+	fs.StringVar(&only, "only", "", "comma-separated step names to run (hold10000, hold19000, idle19000, connect10000, auth, auth-redis, churn, logout, hold-3-nodes, disconnect, storm; small: hold300, hold600, idle600, connect500, ...)")
 	fs.StringVar(&bench, "benchmarks", "BENCHMARKS.md", "markdown file whose suite section is replaced with the figures; empty: print only")
 	fs.StringVar(&resultJSON, "json", "", "also write the suite's figures to this JSON file")
 	fs.IntVar(&sourceIPs, "source-ips", 8, "clients dial from 127.0.0.2 .. 127.0.0.(1+N)")
@@ -94,7 +97,14 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer, work
 		fmt.Fprintln(stderr, "loadtest suite:", err)
 		return 1
 	}
-	section := res.Markdown("go run ./cmd/loadtest suite "+strings.Join(args, " "), commit())
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = a
+		if a == "" || strings.ContainsAny(a, " \t\"'$") {
+			quoted[i] = fmt.Sprintf("%q", a)
+		}
+	}
+	section := res.Markdown("go run ./cmd/loadtest suite "+strings.Join(quoted, " "), commit())
 	fmt.Fprint(stdout, section)
 	if resultJSON != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
