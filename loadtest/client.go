@@ -298,21 +298,31 @@ func (w *worker) prepareFollows() {
 	}
 }
 
-// startReader counts s as open and starts its reader, the socket's one goroutine.
+// startReader counts s as open and starts its reader, the socket's one goroutine; once the
+// worker is stopping it closes s instead.
 func (w *worker) startReader(s *sock) {
+	if !w.track(s) {
+		return
+	}
 	w.connected.Add(1)
-	w.track(s)
 	w.readers.Add(1)
 	go w.read(s)
 }
 
-// track counts s as open and as its client's socket.
-func (w *worker) track(s *sock) {
-	w.open.Add(1)
-	s.c.cur.Store(s)
+// track counts s as open and as its client's socket, so that closeAll closes it. A socket
+// that opens once closeAll has begun is closed at once and track reports false.
+func (w *worker) track(s *sock) bool {
 	w.liveMu.Lock()
+	if w.stopping.Load() {
+		w.liveMu.Unlock()
+		s.conn.CloseNow()
+		return false
+	}
 	w.live[s] = struct{}{}
 	w.liveMu.Unlock()
+	w.open.Add(1)
+	s.c.cur.Store(s)
+	return true
 }
 
 // read is s's reader: it answers WebSocket pings (coder/websocket does so while a Read is
@@ -448,8 +458,8 @@ func (w *worker) pinger(ctx context.Context) {
 // closeAll closes every open socket with a normal closure, 256 at a time, and waits for the
 // readers (and any reconnect in progress, which gives up once stopping is set).
 func (w *worker) closeAll() {
-	w.stopping.Store(true)
 	w.liveMu.Lock()
+	w.stopping.Store(true)
 	socks := make([]*sock, 0, len(w.live))
 	for s := range w.live {
 		socks = append(socks, s)

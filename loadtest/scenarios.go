@@ -132,7 +132,9 @@ func (w *worker) reconnect(c *client, lostAt time.Time) *sock {
 				w.recoveredAt = now
 			}
 			w.mu.Unlock()
-			w.track(s)
+			if !w.track(s) {
+				return nil
+			}
 			return s
 		}
 		if ctx.Err() != nil {

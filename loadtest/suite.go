@@ -467,12 +467,13 @@ func machine() string {
 	return fmt.Sprintf("%d CPU (%s), %s/%s, %s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH, runtime.Version())
 }
 
-// Markdown is the suite's section of BENCHMARKS.md, between SuiteBegin and SuiteEnd.
-func (res *SuiteResult) Markdown(command, commit string) string {
+// Markdown is the suite's section of BENCHMARKS.md, between SuiteBegin and SuiteEnd; gateway
+// says what the gateway binary was built from.
+func (res *SuiteResult) Markdown(command, gateway string) string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s\n## Load suite (`cmd/loadtest suite`)\n\n", SuiteBegin)
-	fmt.Fprintf(&b, "Measured %s – %s UTC on %s; gateway from commit `%s`; size `%s`, %d run(s) per step, each against fresh gateway processes on loopback (the load tool shares the machine). Written by the suite itself:\n\n",
-		res.Started.Format("2006-01-02 15:04"), res.Finished.Format("15:04"), res.Machine, commit, res.Size, res.Runs)
+	fmt.Fprintf(&b, "Measured %s – %s UTC on %s; gateway: %s; size `%s`, %d run(s) per step, each against fresh gateway processes on loopback (the load tool shares the machine). Written by the suite itself:\n\n",
+		res.Started.Format("2006-01-02 15:04"), res.Finished.Format("15:04"), res.Machine, gateway, res.Size, res.Runs)
 	fmt.Fprintf(&b, "```sh\n%s\n```\n\n", command)
 	if res.Size == "small" {
 		b.WriteString("Size `small` checks that the suite works end to end; its figures are not benchmark figures (a few hundred sockets, seconds per step). Run `--size full` on a quiet machine for those.\n\n")

@@ -299,7 +299,6 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 		}
 	}
 	w.phase.Store("close")
-	w.stopping.Store(true)
 	endHold()
 	w.closeAll()
 	w.phase.Store("done")

@@ -130,3 +130,37 @@ func TestHoldWithWorkerProcesses(t *testing.T) {
 		t.Errorf("no summary table:\n%s", out.String())
 	}
 }
+
+// TestLogoutWithWorkerProcesses runs the logout scenario over two worker processes: the
+// action is a command the coordinator sends each worker over stdin, and the workers' counts and
+// latencies merge into one report.
+func TestLogoutWithWorkerProcesses(t *testing.T) {
+	api, metrics := startGateway(t)
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	htmlPath := filepath.Join(t.TempDir(), "r.html")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"logout", "--target", api, "--metrics", metrics, "--clients", "160", "--workers", "2",
+		"--in-flight", "16", "--hold", "1s", "--ping-interval", "300ms", "--json", jsonPath, "--html", htmlPath, "--fail-on-errors"},
+		strings.NewReader(""), &out, &errb, testWorkerCmd(t))
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r loadtest.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Workers != 2 || r.Connected != 160 || r.Dropped != 0 || r.Counts[loadtest.CountLoggedOut] != 160 || r.Counts[loadtest.CountRefused] != 160 ||
+		r.Histograms[loadtest.HistRefused].Count() != 160 {
+		t.Errorf("merged logout report: workers %d, connected %d, dropped %d, counts %v", r.Workers, r.Connected, r.Dropped, r.Counts)
+	}
+	if page, err := os.ReadFile(htmlPath); err != nil || !strings.Contains(string(page), "logout refused latency") {
+		t.Errorf("html report: %v", err)
+	}
+	if !strings.Contains(out.String(), "logout refused latency") {
+		t.Errorf("summary table lacks the logout figures:\n%s", out.String())
+	}
+}

@@ -41,9 +41,10 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer, work
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, suiteUsage); fs.PrintDefaults() }
 	var sc loadtest.SuiteConfig
-	var bench, only, resultJSON string
+	var bench, only, resultJSON, gatewayCommit string
 	var sourceIPs int
 	fs.StringVar(&sc.GatewayBinary, "gateway", "", "the gateway binary to start (default: go build ./cmd/gateway into --out)")
+	fs.StringVar(&gatewayCommit, "gateway-commit", "", "what --gateway was built from, for the record (default: this tree's commit when the suite builds it, else \"given binary\")")
 	fs.StringVar(&sc.Size, "size", "full", "full (BENCHMARKS.md sizes) or small (a few hundred clients)")
 	fs.IntVar(&sc.Runs, "runs", 3, "runs of each step; figures are medians")
 	fs.StringVar(&sc.OutDir, "out", filepath.Join(os.TempDir(), "sessiongate-suite"), "directory for each run's JSON and HTML report and the gateways' logs")
@@ -83,7 +84,11 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer, work
 		fmt.Fprintln(stderr, "loadtest suite:", err)
 		return 1
 	}
+	if gatewayCommit == "" && sc.GatewayBinary != "" {
+		gatewayCommit = "given binary " + sc.GatewayBinary
+	}
 	if sc.GatewayBinary == "" {
+		gatewayCommit = "built from commit `" + commit() + "`"
 		sc.GatewayBinary = filepath.Join(sc.OutDir, "gateway")
 		build := exec.CommandContext(ctx, "go", "build", "-o", sc.GatewayBinary, "./cmd/gateway")
 		build.Stdout, build.Stderr = stderr, stderr
@@ -104,7 +109,7 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer, work
 			quoted[i] = fmt.Sprintf("%q", a)
 		}
 	}
-	section := res.Markdown("go run ./cmd/loadtest suite "+strings.Join(quoted, " "), commit())
+	section := res.Markdown("go run ./cmd/loadtest suite "+strings.Join(quoted, " "), gatewayCommit)
 	fmt.Fprint(stdout, section)
 	if resultJSON != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
