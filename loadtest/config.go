@@ -13,6 +13,15 @@ func (c *Config) validateScenario() error {
 	if c.Lifetime < 0 || c.Duration < 0 || c.StormAfter < 0 || c.BackoffMin < 0 || c.BackoffMax < 0 || c.ReconnectFor < 0 {
 		return errors.New("durations must not be negative")
 	}
+	if c.ActRate < 0 || c.ActInFlight < 0 {
+		return errors.New("act rate and act in flight must not be negative")
+	}
+	if c.ActRate == 0 {
+		c.ActRate = c.Rate
+	}
+	if c.ActInFlight == 0 {
+		c.ActInFlight = c.InFlight
+	}
 	switch c.Scenario {
 	case "churn":
 		if c.Rate <= 0 || c.Duration <= 0 {
@@ -125,6 +134,14 @@ func (c *Config) CommandLine() string {
 		args = append(args, "--pid=<pid of the first target's gateway>")
 		add("signal", c.StormSignal)
 		add("storm-after", c.StormAfter)
+	}
+	if c.Scenario == "logout" || c.Scenario == "disconnect" {
+		if c.ActRate > 0 {
+			add("act-rate", c.ActRate)
+		}
+		if c.ActInFlight > 0 {
+			add("act-in-flight", c.ActInFlight)
+		}
 	}
 	if c.Scenario == "disconnect" {
 		add("api-target", c.APITarget)

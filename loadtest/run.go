@@ -88,6 +88,11 @@ type Config struct {
 	APITarget    string
 	HTTPKey      string
 	DisconnectBy string
+	// ActRate and ActInFlight pace the logout and disconnect actions: calls per second over the
+	// run and calls at once (default: Rate and InFlight). One call at a time at a modest rate
+	// measures an idle cluster; the defaults measure a burst.
+	ActRate     float64
+	ActInFlight int
 	// ScrapeInterval is how often the timeline reads the targets' /metrics (RSS and sockets
 	// over time); 0 means 2s, negative disables. Client counts are sampled every second.
 	ScrapeInterval time.Duration
@@ -266,6 +271,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			Ops:     ops*(i+1)/cfg.Workers - ops*i/cfg.Workers, Lifetime: cfg.Lifetime, Status: cfg.Status, Follow: cfg.Follow,
 			BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, ReconnectFor: cfg.ReconnectFor,
 			APITarget: cfg.APITarget, HTTPKey: cfg.HTTPKey, DisconnectBy: cfg.DisconnectBy,
+			ActRate:     cfg.ActRate / float64(cfg.Workers),
+			ActInFlight: max(1, cfg.ActInFlight*(i+1)/cfg.Workers-cfg.ActInFlight*i/cfg.Workers),
 		}
 		if cfg.Scenario == "auth" {
 			plan.Devices = max(plan.Devices, 1)

@@ -52,7 +52,7 @@ func (w *worker) churn(ctx context.Context) {
 // cluster bus may accept it for a moment: such attempts are counted, and retried every
 // refusalRetry). The held sockets must stay open: the hold after this counts any drop.
 func (w *worker) logoutAll(ctx context.Context) {
-	w.forEach(ctx, len(w.clients), w.plan.Rate, func(ctx context.Context, i int) {
+	w.forEachN(ctx, len(w.clients), w.plan.ActRate, w.plan.ActInFlight, func(ctx context.Context, i int) {
 		c := w.clients[i]
 		if c.cur.Load() == nil {
 			return
@@ -155,7 +155,7 @@ func (w *worker) reconnect(c *client, lostAt time.Time) *sock {
 // client is recorded by the socket's reader.
 func (w *worker) disconnectAll(ctx context.Context) {
 	authz := "Bearer " + w.plan.HTTPKey
-	w.forEach(ctx, len(w.clients), w.plan.Rate, func(ctx context.Context, i int) {
+	w.forEachN(ctx, len(w.clients), w.plan.ActRate, w.plan.ActInFlight, func(ctx context.Context, i int) {
 		c := w.clients[i]
 		s := c.cur.Load()
 		if s == nil {

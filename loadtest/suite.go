@@ -196,9 +196,9 @@ func suiteSteps(size string) []suiteStep {
 		}},
 		{name: "disconnect", nodes: 3, redis: true, needsServerAPI: true, config: func(s *suiteNodes) Config {
 			return Config{Scenario: "disconnect", Targets: s.apis[:1], APITarget: s.apis[len(s.apis)-1], MetricsURLs: s.metrics,
-				Clients: pick(3000, 200), Rate: 2000, InFlight: 16, HTTPKey: suiteHTTPKey, DisconnectBy: "both"}
+				Clients: pick(3000, 200), Rate: 2000, InFlight: 16, HTTPKey: suiteHTTPKey, DisconnectBy: "both", ActRate: 100, ActInFlight: 1}
 		}, figures: []suiteMetric{
-			{"cross-node disconnect, API call on C → close at the client on A, p50", "ms", "", lat(HistDisconnect, p50)},
+			{"cross-node disconnect, one call at a time (100/s), API call on C → close at the client on A, p50", "ms", "", lat(HistDisconnect, p50)},
 			{"cross-node disconnect, p99", "ms", "≤ 5 ms", lat(HistDisconnect, p99)},
 			{"cross-node disconnect, max", "ms", "", lat(HistDisconnect, func(s Summary) float64 { return s.Max })},
 			{"disconnect call answered (acknowledged), p99", "ms", "", lat(HistDisconnectAPI, p99)},

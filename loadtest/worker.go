@@ -49,6 +49,9 @@ type WorkerPlan struct {
 	APITarget    string `json:"api_target"`
 	HTTPKey      string `json:"http_key"`
 	DisconnectBy string `json:"disconnect_by"`
+	// ActRate and ActInFlight pace the logout and disconnect calls.
+	ActRate     float64 `json:"act_rate"`
+	ActInFlight int     `json:"act_in_flight"`
 }
 
 // Worker commands, sent by the coordinator one per line.
