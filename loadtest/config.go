@@ -118,7 +118,9 @@ func (c *Config) CommandLine() string {
 		add("lifetime", c.Lifetime)
 	}
 	if c.keepsHold() {
-		add("hold", c.Hold)
+		if c.Scenario != "disconnect" {
+			add("hold", c.Hold)
+		}
 		add("ping-interval", c.PingInterval)
 	}
 	if c.Scenario == "hold" {
