@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -104,37 +103,14 @@ func (w *worker) authenticate(ctx context.Context, target, device string, create
 	return out.Token, nil
 }
 
-// postJSON POSTs body with the Authorization header authz and decodes a 200 answer into out.
-// Transport and decoding failures are counted as <kind>_transport and <kind>_bad_response; the
-// caller judges the status.
+// postJSON is the package's postJSON on the worker's client, counting a failure as
+// <kind>_request, <kind>_transport (unless ctx ended) or <kind>_bad_response.
 func (w *worker) postJSON(ctx context.Context, u, authz string, body []byte, out any, kind string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		w.countErr(kind + "_request")
-		return 0, err
+	status, fail, err := postJSON(ctx, w.http, u, authz, body, out)
+	if err != nil && (fail != "transport" || ctx.Err() == nil) {
+		w.countErr(kind + "_" + fail)
 	}
-	req.Header.Set("Authorization", authz)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := w.http.Do(req)
-	if err != nil {
-		if ctx.Err() == nil {
-			w.countErr(kind + "_transport")
-		}
-		return 0, err
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64*1024))
-	resp.Body.Close()
-	if err != nil {
-		w.countErr(kind + "_transport")
-		return 0, err
-	}
-	if resp.StatusCode == http.StatusOK && out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			w.countErr(kind + "_bad_response")
-			return 0, fmt.Errorf("%s: decode answer: %w", kind, err)
-		}
-	}
-	return resp.StatusCode, nil
+	return status, err
 }
 
 // wsURL is target's socket URL for token.
@@ -195,7 +171,8 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 		return fail("first_pong" + kind)
 	}
 	s.took = time.Since(t0)
-	if w.plan.Status != "" || w.plan.Scenario == "disconnect" {
+	learnSession := w.plan.Scenario == "disconnect" && w.plan.DisconnectBy != "user-wide"
+	if w.plan.Status != "" || learnSession {
 		t1 := time.Now()
 		msg, _ := json.Marshal(map[string]any{"cid": cidStatus, "status_update": map[string]string{"status": w.plan.Status}})
 		if err := conn.Write(cctx, websocket.MessageText, msg); err != nil {
@@ -206,7 +183,7 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 		}
 		w.record(HistStatusUpdate, time.Since(t1))
 	}
-	if w.plan.Scenario == "disconnect" {
+	if learnSession {
 		// The socket's own presence event (a socket follows its user) names its session id.
 		for c.sessionID.Load() == nil {
 			if kind := w.await(cctx, s, ""); kind != "" {

@@ -13,6 +13,9 @@ func (c *Config) validateScenario() error {
 	if c.Lifetime < 0 || c.Duration < 0 || c.StormAfter < 0 || c.BackoffMin < 0 || c.BackoffMax < 0 || c.ReconnectFor < 0 {
 		return errors.New("durations must not be negative")
 	}
+	if c.Users < 0 || c.Users > 0 && c.Scenario == "auth" {
+		return errors.New("users must not be negative, and the auth scenario authenticates --devices")
+	}
 	if c.ActRate < 0 || c.ActInFlight < 0 {
 		return errors.New("act rate and act in flight must not be negative")
 	}
@@ -69,9 +72,12 @@ func (c *Config) validateScenario() error {
 		switch c.DisconnectBy {
 		case "":
 			c.DisconnectBy = "both"
-		case "session", "user", "both":
+		case "session", "user", "both", "user-wide":
 		default:
-			return fmt.Errorf("disconnect by %q: want session, user or both", c.DisconnectBy)
+			return fmt.Errorf("disconnect by %q: want session, user, both or user-wide", c.DisconnectBy)
+		}
+		if (c.DisconnectBy == "user-wide") != (c.Users > 0) {
+			return errors.New("disconnect: --disconnect-by user-wide goes with --users N (clients sharing N accounts), and --users only with it")
 		}
 	}
 	return nil
@@ -131,6 +137,9 @@ func (c *Config) CommandLine() string {
 	}
 	if c.Follow > 0 {
 		add("follow", c.Follow)
+	}
+	if c.Users > 0 {
+		add("users", c.Users)
 	}
 	if c.Scenario == "storm" {
 		args = append(args, "--pid=<pid of the first target's gateway>")

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,7 +30,17 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childGateway())
 	}
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if gatewayBinary.path != "" {
+		os.RemoveAll(filepath.Dir(gatewayBinary.path))
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak: goroutines outlived the tests:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // The keys every test gateway shares, so that a token issued by one node verifies on all.
@@ -184,4 +196,52 @@ func startRedisGateways(t *testing.T, n int) (apis, metrics []string) {
 		apis, metrics = append(apis, api), append(metrics, m)
 	}
 	return apis, metrics
+}
+
+var gatewayBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildGateway builds cmd/gateway once for the package's tests.
+func buildGateway(t *testing.T) string {
+	t.Helper()
+	gatewayBinary.once.Do(func() {
+		dir, err := os.MkdirTemp("", "loadtest-gateway-")
+		if err != nil {
+			gatewayBinary.err = err
+			return
+		}
+		gatewayBinary.path = filepath.Join(dir, "gateway")
+		out, err := exec.Command("go", "build", "-o", gatewayBinary.path, "github.com/sessiongate/sessiongate/cmd/gateway").CombinedOutput()
+		if err != nil {
+			gatewayBinary.err = fmt.Errorf("go build cmd/gateway: %v\n%s", err, out)
+		}
+	})
+	if gatewayBinary.err != nil {
+		t.Fatal(gatewayBinary.err)
+	}
+	return gatewayBinary.path
+}
+
+// startClusterProcesses starts n real gateway processes (cmd/gateway, built here) on one
+// fresh redis-server, as the suite does, and stops them when t ends. Whatever the gateway does
+// with --redis-url (the cluster bus, once it exists) is what the test gets.
+func startClusterProcesses(t *testing.T, n int) *suiteNodes {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		msg := "redis-server not found on PATH; install Redis to run this test"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	sc := &SuiteConfig{GatewayBinary: buildGateway(t), OutDir: t.TempDir()}
+	nodes, err := sc.startNodes(context.Background(), suiteStep{name: "test", nodes: n, redis: true}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nodes.stop)
+	return nodes
 }

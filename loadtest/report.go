@@ -93,12 +93,19 @@ type Report struct {
 	Timeline       []Sample       `json:"timeline,omitempty"`
 	ServerTimeline []ServerSample `json:"server_timeline,omitempty"`
 
+	// Users is the number of accounts the clients share (0: one each).
+	Users int `json:"users,omitempty"`
+	// coordinator holds what the coordinator itself measured (the user-wide disconnect calls);
+	// finish merges it with the workers' results.
+	coordinator *WorkerResult
+
 	Server  *ServerFigures  `json:"server,omitempty"`
 	Scrapes []LabeledScrape `json:"scrapes,omitempty"`
 	Notes   []string        `json:"notes,omitempty"`
 }
 
-// finish merges the workers' results and derives the figures.
+// finish merges the workers' results (and the coordinator's, when it measured anything) and
+// derives the figures.
 func (r *Report) finish(results []*WorkerResult) {
 	hists := map[string]*Histogram{}
 	r.Counts = map[string]int64{}
@@ -225,6 +232,9 @@ func (r *Report) WriteTable(w io.Writer) {
 		rate = fmt.Sprintf("%.0f/s", r.Rate)
 	}
 	row("plan", "%d clients, %d in flight, rate %s, hold %s, settle %s, ping every %s", r.Clients, r.InFlight, rate, r.Hold, r.Settle, r.PingInterval)
+	if r.Users > 0 {
+		row("accounts", "%d, shared by the clients", r.Users)
+	}
 	lat := func(s Summary) string {
 		return fmt.Sprintf("p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms (n=%d)", s.P50, s.P90, s.P99, s.P999, s.Max, s.Count)
 	}

@@ -88,6 +88,9 @@ type Config struct {
 	APITarget    string
 	HTTPKey      string
 	DisconnectBy string
+	// Users > 0 makes the clients share that many accounts (client i authenticates user i mod
+	// Users' device, each with a token of its own); 0: an account per client.
+	Users int
 	// ActRate and ActInFlight pace the logout and disconnect actions: calls per second over the
 	// run and calls at once (default: Rate and InFlight). One call at a time at a modest rate
 	// measures an idle cluster; the defaults measure a burst.
@@ -253,7 +256,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Scenario: cfg.Scenario, RunID: hex.EncodeToString(runID), Started: time.Now().UTC(), Clients: cfg.Clients,
 		Rate: cfg.Rate, InFlight: cfg.InFlight, Workers: cfg.Workers, Targets: cfg.Targets, PingInterval: cfg.PingInterval.String(),
 		Hold: cfg.Hold.String(), Settle: cfg.Settle.String(), Ops: ops, Lifetime: cfg.Lifetime.String(), Status: cfg.Status,
-		Follow: cfg.Follow, StormSignal: cfg.StormSignal, Errors: map[string]int64{}, CloseCodes: map[string]int64{}}
+		Follow: cfg.Follow, StormSignal: cfg.StormSignal, Users: cfg.Users, Errors: map[string]int64{}, CloseCodes: map[string]int64{}}
 	settle := min(cfg.Settle, cfg.Hold)
 	deadline := time.Now().Add(3*cfg.PhaseTimeout + cfg.Hold + cfg.Duration + cfg.Lifetime + cfg.StormAfter + time.Minute)
 
@@ -271,6 +274,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			Ops:     ops*(i+1)/cfg.Workers - ops*i/cfg.Workers, Lifetime: cfg.Lifetime, Status: cfg.Status, Follow: cfg.Follow,
 			BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, ReconnectFor: cfg.ReconnectFor,
 			APITarget: cfg.APITarget, HTTPKey: cfg.HTTPKey, DisconnectBy: cfg.DisconnectBy,
+			Users:       cfg.Users,
 			ActRate:     cfg.ActRate / float64(cfg.Workers),
 			ActInFlight: max(1, cfg.ActInFlight*(i+1)/cfg.Workers-cfg.ActInFlight*i/cfg.Workers),
 		}
@@ -403,6 +407,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if ctx.Err() != nil {
 		rep.Notes = append(rep.Notes, "interrupted: "+ctx.Err().Error())
 	}
+	if rep.coordinator != nil {
+		results = append(results, rep.coordinator)
+	}
 	rep.finish(results)
 	return rep, runErr
 }
@@ -423,8 +430,13 @@ func afterRamp(ctx context.Context, cfg Config, rep *Report, rampStart time.Time
 		}
 	case "logout", "disconnect":
 		actStart := time.Now()
-		send(cmdAct)
-		err := waitAll("acted", cfg.PhaseTimeout)
+		var err error
+		if cfg.Scenario == "disconnect" && cfg.DisconnectBy == "user-wide" {
+			err = userWideDisconnect(ctx, cfg, rep, send, waitAll)
+		} else {
+			send(cmdAct)
+			err = waitAll("acted", cfg.PhaseTimeout)
+		}
 		rep.ActSeconds = time.Since(actStart).Seconds()
 		scrape("acted")
 		if err != nil {

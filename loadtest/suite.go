@@ -204,6 +204,16 @@ func suiteSteps(size string) []suiteStep {
 			{"disconnect call answered (acknowledged), p99", "ms", "", lat(HistDisconnectAPI, p99)},
 			errorsFigure,
 		}},
+		{name: "disconnect-user-wide", nodes: 3, redis: true, needsServerAPI: true, config: func(s *suiteNodes) Config {
+			return Config{Scenario: "disconnect", Targets: s.apis, APITarget: s.apis[len(s.apis)-1], MetricsURLs: s.metrics,
+				Clients: pick(10000, 300), Users: 1, Rate: 2000, InFlight: 64, HTTPKey: suiteHTTPKey, DisconnectBy: "user-wide", ActInFlight: 1}
+		}, figures: []suiteMetric{
+			{fmt.Sprintf("user-wide disconnect of %d sockets of one user over 3 nodes: call → last close", pick(10000, 300)), "ms", "≤ 500 ms",
+				lat(HistDisconnect, func(s Summary) float64 { return s.Max })},
+			{"user-wide disconnect: call → close, p50", "ms", "", lat(HistDisconnect, p50)},
+			{"user-wide disconnect: call answered", "ms", "", lat(HistDisconnectAPI, func(s Summary) float64 { return s.Max })},
+			errorsFigure,
+		}},
 		{name: "storm", nodes: pick(3, 2), drain: time.Second, config: func(s *suiteNodes) Config {
 			return Config{Scenario: "storm", Targets: s.apis, MetricsURLs: s.metrics, Clients: pick(9000, 300), Rate: 2000, InFlight: 64,
 				Hold: dur(20*time.Second, 3*time.Second), PingInterval: 10 * time.Second, StormPID: s.pids[0], StormSignal: "kill",

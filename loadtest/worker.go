@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,8 @@ type WorkerPlan struct {
 	APITarget    string `json:"api_target"`
 	HTTPKey      string `json:"http_key"`
 	DisconnectBy string `json:"disconnect_by"`
+	// Users > 0: the clients share that many accounts (client i is user i mod Users).
+	Users int `json:"users"`
 	// ActRate and ActInFlight pace the logout and disconnect calls.
 	ActRate     float64 `json:"act_rate"`
 	ActInFlight int     `json:"act_in_flight"`
@@ -58,6 +62,7 @@ type WorkerPlan struct {
 const (
 	cmdStart = "start" // begin the measured phase (ramp, or auth requests)
 	cmdAct   = "act"   // logout, disconnect: run the scenario's action on the held sockets
+	cmdAbort = "abort" // user-wide disconnect: every call failed, stop waiting for closes
 	cmdStop  = "stop"  // close every socket and report
 )
 
@@ -231,7 +236,7 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 	w.clients = make([]*client, nAuth)
 	for i := range w.clients {
 		idx := plan.First + i
-		w.clients[i] = &client{idx: idx, target: idx % len(plan.Targets), device: fmt.Sprintf("lt-%s-%08d", plan.RunID, idx)}
+		w.clients[i] = &client{idx: idx, target: idx % len(plan.Targets), device: deviceID(plan.RunID, idx, plan.Users)}
 	}
 	w.forEach(ctx, len(w.clients), 0, func(ctx context.Context, i int) {
 		c := w.clients[i]
@@ -289,14 +294,14 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 	res.RampCPU = processCPUSeconds() - rampCPU0
 	w.phase.Store("hold")
 	emit(Event{Kind: "ramped"})
-	for {
+	for stop := false; !stop; {
 		cmd, ok := nextCmd(ctx, cmds)
 		if !ok || cmd == cmdStop {
 			break
 		}
-		if cmd == cmdAct {
+		if name, arg, _ := strings.Cut(cmd, " "); name == cmdAct {
 			w.phase.Store("act")
-			w.act(ctx)
+			stop = w.act(ctx, arg, cmds)
 			w.phase.Store("hold")
 			emit(Event{Kind: "acted"})
 		}
@@ -308,14 +313,32 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 	return nil
 }
 
-// act runs the scenario's action on the held sockets (cmdAct).
-func (w *worker) act(ctx context.Context) {
-	switch w.plan.Scenario {
-	case "logout":
+// act runs the scenario's action on the held sockets (cmdAct, with its argument). It reports
+// true when cmdStop (or the end of cmds) came meanwhile.
+func (w *worker) act(ctx context.Context, arg string, cmds <-chan string) bool {
+	switch {
+	case w.plan.Scenario == "logout":
 		w.logoutAll(ctx)
-	case "disconnect":
+	case w.plan.Scenario == "disconnect" && w.plan.DisconnectBy == "user-wide":
+		callAt, err := strconv.ParseInt(arg, 10, 64)
+		if err != nil {
+			w.countErr("bad_act_command")
+			return false
+		}
+		return w.awaitUserWide(ctx, time.Unix(0, callAt), cmds)
+	case w.plan.Scenario == "disconnect":
 		w.disconnectAll(ctx)
 	}
+	return false
+}
+
+// deviceID is client idx's device: its own, or with users > 0 that of its user (idx mod
+// users), so that clients share accounts.
+func deviceID(runID string, idx, users int) string {
+	if users > 0 {
+		return fmt.Sprintf("lt-%s-u%08d", runID, idx%users)
+	}
+	return fmt.Sprintf("lt-%s-%08d", runID, idx)
 }
 
 // waitCmd waits for cmd; it reports false if ctx ended or cmds closed first.

@@ -25,7 +25,8 @@ scenario against them, and stops them. Steps: hold (memory per socket), a second
 (rate and latency), auth (embedded and Redis), churn, logout (2 nodes on Redis: revocation
 reaches both), hold-3-nodes (sockets held over 3 nodes on one Redis), disconnect (3 nodes on
 Redis, clients on the first, the server API called on the last; skipped against a gateway
-without the server API), storm (2-3 embedded nodes, one SIGKILLed: reconnects). Medians over
+without the server API), disconnect-user-wide (one user's sockets over 3 nodes, one call; skipped
+likewise), storm (2-3 embedded nodes, one SIGKILLed: reconnects). Medians over
 --runs go into the suite's section of --benchmarks, with the date, the machine and the
 commands.
 
@@ -49,7 +50,7 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer, work
 	fs.IntVar(&sc.Runs, "runs", 3, "runs of each step; figures are medians")
 	fs.StringVar(&sc.OutDir, "out", filepath.Join(os.TempDir(), "sessiongate-suite"), "directory for each run's JSON and HTML report and the gateways' logs")
 	fs.IntVar(&sc.PortBase, "port-base", 0, "first loopback port of the gateways (two per node); 0: free ports")
-	fs.StringVar(&only, "only", "", "comma-separated step names to run (hold10000, hold19000, idle19000, connect10000, auth, auth-redis, churn, logout, hold-3-nodes, disconnect, storm; small: hold300, hold600, idle600, connect500, ...)")
+	fs.StringVar(&only, "only", "", "comma-separated step names to run (hold10000, hold19000, idle19000, connect10000, auth, auth-redis, churn, logout, hold-3-nodes, disconnect, disconnect-user-wide, storm; small: hold300, hold600, idle600, connect500, ...)")
 	fs.StringVar(&bench, "benchmarks", "BENCHMARKS.md", "markdown file whose suite section is replaced with the figures; empty: print only")
 	fs.StringVar(&resultJSON, "json", "", "also write the suite's figures to this JSON file")
 	fs.IntVar(&sourceIPs, "source-ips", 8, "clients dial from 127.0.0.2 .. 127.0.0.(1+N)")
