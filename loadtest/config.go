@@ -160,3 +160,23 @@ func (c *Config) CommandLine() string {
 	}
 	return strings.Join(args, " ")
 }
+
+// MaxSocketsPerWorker is how many sockets one client process holds at most when the number of
+// workers is automatic: below the 20,000 open files per process, with room for HTTP
+// connections and the runtime.
+const MaxSocketsPerWorker = 15000
+
+// AutoWorkers is the number of client processes for c: one per MaxSocketsPerWorker sockets
+// open at once (the clients, or for churn the sockets alive at once, rate × (lifetime +
+// timeout), when those are more); 1 for auth.
+func (c *Config) AutoWorkers() int {
+	if c.Scenario == "auth" {
+		return 1
+	}
+	open := c.Clients
+	if c.Scenario == "churn" {
+		open = min(open, int(c.Rate*c.Duration.Seconds())+1)
+		open = max(open, int(c.Rate*(c.Lifetime+c.Timeout).Seconds()))
+	}
+	return max(1, (open+MaxSocketsPerWorker-1)/MaxSocketsPerWorker)
+}

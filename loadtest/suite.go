@@ -125,7 +125,7 @@ func suiteSteps(size string) []suiteStep {
 	hold := func(n int, ping time.Duration) func(*suiteNodes) Config {
 		return func(s *suiteNodes) Config {
 			return Config{Scenario: "hold", Targets: s.apis, MetricsURLs: s.metrics, Clients: n, Rate: 2000, InFlight: 64,
-				Hold: dur(90*time.Second, 3*time.Second), Settle: settle, PingInterval: ping}
+				Hold: dur(90*time.Second, 3*time.Second), Settle: settle, PingInterval: ping, ScrapeInterval: 5 * time.Second}
 		}
 	}
 	return []suiteStep{
@@ -319,8 +319,8 @@ func (sc *SuiteConfig) runStep(ctx context.Context, st suiteStep, run int) (*Rep
 	cfg.WorkerCommand, cfg.SourceIPs, cfg.Timeout, cfg.TokenMaxAge = sc.Base.WorkerCommand, sc.Base.SourceIPs, sc.Base.Timeout, sc.Base.TokenMaxAge
 	if cfg.Workers == 0 {
 		cfg.Workers = 1
-		if cfg.Scenario != "auth" && cfg.WorkerCommand != nil {
-			cfg.Workers = (cfg.Clients + 14999) / 15000
+		if cfg.WorkerCommand != nil {
+			cfg.Workers = cfg.AutoWorkers()
 		}
 	}
 	cmdline := cfg.CommandLine()

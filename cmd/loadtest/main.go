@@ -47,10 +47,6 @@ func raiseFileLimit() {
 	}
 }
 
-// maxPerWorker is how many sockets one process holds at most when --workers is automatic:
-// below the 20,000 open files per process, with room for HTTP connections and the runtime.
-const maxPerWorker = 15000
-
 // listFlag is a repeatable, comma-separated string flag.
 type listFlag []string
 
@@ -149,10 +145,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		cfg.SourceIPs = loadtest.SourceRange(o.sourceIPs)
 	}
 	if cfg.Workers == 0 {
-		cfg.Workers = 1
-		if scenario != "auth" {
-			cfg.Workers = (cfg.Clients + maxPerWorker - 1) / maxPerWorker
-		}
+		cfg.Workers = cfg.AutoWorkers()
 	}
 	if cfg.Workers > 1 {
 		cfg.WorkerCommand = workerCmd
@@ -249,7 +242,7 @@ func newFlags(scenario string, out io.Writer, cfg *loadtest.Config, o *options) 
 	fs.IntVar(&cfg.Devices, "devices", 0, "auth: distinct existing devices to authenticate (default min(clients, 1000))")
 	fs.IntVar(&o.sourceIPs, "source-ips", 8, "dial from 127.0.0.2 .. 127.0.0.(1+N), round robin (avoids ephemeral port exhaustion); 0: system's choice")
 	fs.DurationVar(&cfg.TokenMaxAge, "token-max-age", 45*time.Second, "re-authenticate before connecting when the pre-phase token is older (the gateway's default token expiry is 1m)")
-	fs.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("client processes (this binary re-executed as 'loadtest worker'); 0: one per %d sockets", maxPerWorker))
+	fs.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("client processes (this binary re-executed as 'loadtest worker'); 0: one per %d sockets", loadtest.MaxSocketsPerWorker))
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow targets outside loopback")
 	fs.StringVar(&o.jsonPath, "json", "", "write every figure to this JSON file")
 	fs.StringVar(&o.htmlPath, "html", "", "write a self-contained HTML report (charts as inline SVG) to this file")
