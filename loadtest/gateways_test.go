@@ -214,7 +214,7 @@ func buildGateway(t *testing.T) string {
 			return
 		}
 		gatewayBinary.path = filepath.Join(dir, "gateway")
-		out, err := exec.Command("go", "build", "-o", gatewayBinary.path, "github.com/sessiongate/sessiongate/cmd/gateway").CombinedOutput()
+		out, err := exec.Command("go", goBuildArgs(gatewayBinary.path, "github.com/sessiongate/sessiongate/cmd/gateway")...).CombinedOutput()
 		if err != nil {
 			gatewayBinary.err = fmt.Errorf("go build cmd/gateway: %v\n%s", err, out)
 		}
@@ -244,4 +244,14 @@ func startClusterProcesses(t *testing.T, n int) *suiteNodes {
 	}
 	t.Cleanup(nodes.stop)
 	return nodes
+}
+
+// goBuildArgs are the arguments of "go build" for pkg into out, with -race when the tests run
+// under it.
+func goBuildArgs(out, pkg string) []string {
+	args := []string{"build", "-o", out}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	return append(args, pkg)
 }

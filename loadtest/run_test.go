@@ -54,7 +54,7 @@ func TestHoldSmall(t *testing.T) {
 	var lines int
 	cfg := Config{
 		Scenario: "hold", Targets: []string{api}, MetricsURLs: []string{metrics}, Clients: n, Rate: 2000, InFlight: 16,
-		Hold: 2500 * time.Millisecond, Settle: time.Second, PingInterval: 500 * time.Millisecond, Timeout: 5 * time.Second,
+		Hold: 2500 * time.Millisecond, Settle: time.Second, PingInterval: time.Second, Timeout: 5 * time.Second,
 		Create: true, SourceIPs: SourceRange(4), Workers: 1, Progress: func(string) { lines++ },
 	}
 	r, err := Run(context.Background(), cfg)

@@ -40,7 +40,7 @@ func TestLogoutSmall(t *testing.T) {
 	apis, metrics := startRedisGateways(t, 2)
 	const n = 150
 	r, err := Run(context.Background(), Config{Scenario: "logout", Targets: apis, MetricsURLs: metrics, Clients: n, InFlight: 16,
-		Hold: 1500 * time.Millisecond, PingInterval: 300 * time.Millisecond, Create: true, Workers: 1})
+		Hold: 2 * time.Second, PingInterval: time.Second, Create: true, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,9 +70,9 @@ func TestStatusAndFollow(t *testing.T) {
 	if r.Latencies[HistStatusUpdate].Count != n || r.Latencies[HistStatusFollow].Count != n {
 		t.Errorf("status updates %d, follows %d; want %d each", r.Latencies[HistStatusUpdate].Count, r.Latencies[HistStatusFollow].Count, n)
 	}
-	// Each client sees at least its own join (a socket follows its own user); at most its own
-	// and its three friends' joins.
-	if ev := r.Counts[CountStatusEvents]; ev < n || ev > 4*n {
+	// Each client sees at least its own join (a socket follows its own user); at most that,
+	// its three friends' joins, and their leaves while the sockets close at the end.
+	if ev := r.Counts[CountStatusEvents]; ev < n || ev > 7*n {
 		t.Errorf("%d status events for %d clients following 3 each", ev, n)
 	}
 }
@@ -87,7 +87,7 @@ func TestStorm(t *testing.T) {
 			a, b := startGatewayProcess(t, time.Second), startGatewayProcess(t, time.Second)
 			const n = 200
 			r, err := Run(context.Background(), Config{Scenario: "storm", Targets: []string{a.API, b.API}, MetricsURLs: []string{a.Metrics, b.Metrics},
-				Clients: n, InFlight: 16, Hold: 2500 * time.Millisecond, PingInterval: 500 * time.Millisecond, Create: true, Workers: 1,
+				Clients: n, InFlight: 16, Hold: 4 * time.Second, PingInterval: time.Second, Create: true, Workers: 1,
 				StormPID: a.cmd.Process.Pid, StormSignal: tc.signal, StormAfter: 300 * time.Millisecond,
 				BackoffMin: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond, ScrapeInterval: 500 * time.Millisecond})
 			if err != nil {
@@ -98,7 +98,7 @@ func TestStorm(t *testing.T) {
 			if r.Dropped != n/2 || r.CloseCodes[tc.code] != n/2 || r.Counts[CountReconnected] != n/2 || r.Latencies[HistReconnect].Count != n/2 {
 				t.Errorf("dropped %d, close codes %v, reconnected %d; want %d with code %s, all reconnected", r.Dropped, r.CloseCodes, r.Counts[CountReconnected], n/2, tc.code)
 			}
-			if r.Counts[CountAttempts] < n/2 || r.RecoverySeconds <= 0 || r.RecoverySeconds > 2.5 {
+			if r.Counts[CountAttempts] < n/2 || r.RecoverySeconds <= 0 || r.RecoverySeconds > 4 {
 				t.Errorf("attempts %d, recovery %.2f s", r.Counts[CountAttempts], r.RecoverySeconds)
 			}
 			if end := r.scrape("end"); end == nil || end.Values[mSockets] != n {

@@ -125,7 +125,7 @@ func suiteSteps(size string) []suiteStep {
 	hold := func(n int, ping time.Duration) func(*suiteNodes) Config {
 		return func(s *suiteNodes) Config {
 			return Config{Scenario: "hold", Targets: s.apis, MetricsURLs: s.metrics, Clients: n, Rate: 2000, InFlight: 64,
-				Hold: dur(90*time.Second, 3*time.Second), Settle: settle, PingInterval: ping, ScrapeInterval: 5 * time.Second}
+				Hold: dur(90*time.Second, 2*time.Second), Settle: settle, PingInterval: ping, ScrapeInterval: 5 * time.Second}
 		}
 	}
 	return []suiteStep{
@@ -357,8 +357,8 @@ const (
 // errNoServerAPI skips a step that needs the server API on a gateway without it.
 var errNoServerAPI = errors.New("the gateway answers 404 on the server API (/v2/server/...): it comes with the cluster issue")
 
-// startNodes starts st.nodes gateway processes (on one fresh redis-server when st.redis) and
-// waits until each answers /readyz.
+// startNodes starts st.nodes gateway processes (on one fresh redis-server when st.redis), side
+// by side, and waits until each answers /readyz.
 func (sc *SuiteConfig) startNodes(ctx context.Context, st suiteStep, run int) (*suiteNodes, error) {
 	s := &suiteNodes{}
 	if st.redis {
@@ -399,7 +399,9 @@ func (sc *SuiteConfig) startNodes(ctx context.Context, st suiteStep, run int) (*
 		s.cmds, s.exited, s.pids = append(s.cmds, cmd), append(s.exited, done), append(s.pids, cmd.Process.Pid)
 		api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 		s.apis, s.metrics = append(s.apis, api), append(s.metrics, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
-		if err := waitReady(ctx, api, done); err != nil {
+	}
+	for i, api := range s.apis { // the nodes start side by side
+		if err := waitReady(ctx, api, s.exited[i]); err != nil {
 			s.stop()
 			return nil, fmt.Errorf("gateway node %d: %w (log in %s)", i, err, sc.OutDir)
 		}
@@ -447,10 +449,13 @@ func waitReady(ctx context.Context, api string, exited <-chan struct{}) error {
 	return errors.New("not ready within 20s")
 }
 
-// stop ends the nodes (SIGTERM, then SIGKILL after 30 s) and the redis-server.
+// stop ends the nodes (SIGTERM to all, then SIGKILL to any still running 30 s later) and the
+// redis-server.
 func (s *suiteNodes) stop() {
-	for i, c := range s.cmds {
+	for _, c := range s.cmds {
 		_ = c.Process.Signal(syscall.SIGTERM)
+	}
+	for i, c := range s.cmds {
 		select {
 		case <-s.exited[i]:
 		case <-time.After(30 * time.Second):

@@ -103,7 +103,7 @@ func TestHoldWithWorkerProcesses(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"hold", "--target", api, "--metrics", metrics, "--clients", "240", "--workers", "2",
-		"--in-flight", "16", "--rate", "1000", "--hold", "2s", "--settle", "1s", "--ping-interval", "500ms", "--source-ips", "3",
+		"--in-flight", "16", "--rate", "1000", "--hold", "2s", "--settle", "1s", "--ping-interval", "1s", "--source-ips", "3",
 		"--json", jsonPath, "--fail-on-errors"}, strings.NewReader(""), &out, &errb, workerCmd)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
@@ -140,7 +140,7 @@ func TestLogoutWithWorkerProcesses(t *testing.T) {
 	htmlPath := filepath.Join(t.TempDir(), "r.html")
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"logout", "--target", api, "--metrics", metrics, "--clients", "160", "--workers", "2",
-		"--in-flight", "16", "--hold", "1s", "--ping-interval", "300ms", "--json", jsonPath, "--html", htmlPath, "--fail-on-errors"},
+		"--in-flight", "16", "--hold", "2s", "--ping-interval", "1s", "--json", jsonPath, "--html", htmlPath, "--fail-on-errors"},
 		strings.NewReader(""), &out, &errb, testWorkerCmd(t))
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())

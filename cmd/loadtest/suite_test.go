@@ -25,7 +25,11 @@ func TestSuiteSmall(t *testing.T) {
 	}
 	dir := t.TempDir()
 	gw := filepath.Join(dir, "gateway")
-	build := exec.Command("go", "build", "-o", gw, "github.com/sessiongate/sessiongate/cmd/gateway")
+	buildArgs := []string{"build", "-o", gw}
+	if raceBuild { // reuse the race-instrumented packages of this test build
+		buildArgs = append(buildArgs, "-race")
+	}
+	build := exec.Command("go", append(buildArgs, "github.com/sessiongate/sessiongate/cmd/gateway")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build cmd/gateway: %v\n%s", err, out)
 	}
