@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,11 +21,15 @@ import (
 type client struct {
 	idx     int
 	device  string
-	token   string
-	tokenAt time.Time
-	userID  string // from the token's uid claim
+	userID  string // from the first token's uid claim; set before any socket opens
 	target  int    // index of the target its socket is (or was last) on
 	friends []string
+
+	// The token changes when the client re-authenticates, which churn's overlapping sockets of
+	// one client may do at once.
+	mu      sync.Mutex
+	token   string
+	tokenAt time.Time
 
 	cur       atomic.Pointer[sock] // the socket held now (hold-like scenarios)
 	sessionID atomic.Value         // string: the socket's session id, learnt from its own presence event
@@ -60,8 +65,17 @@ func (w *worker) login(ctx context.Context, c *client, target string, create boo
 	if err != nil {
 		return err
 	}
-	c.token, c.tokenAt, c.userID = tok, time.Now(), tokenUserID(tok)
+	c.mu.Lock()
+	c.token, c.tokenAt = tok, time.Now()
+	c.mu.Unlock()
 	return nil
+}
+
+// session is c's current token and when it was issued ("" before the pre-phase got one).
+func (c *client) session() (string, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.token, c.tokenAt
 }
 
 // tokenUserID reads the uid claim of a session token (the signature is the server's business).
@@ -122,10 +136,11 @@ func wsURL(target, token string) string {
 // connect opens c's socket on its target and records the connect time; failures are counted.
 // The caller starts the socket's reader.
 func (w *worker) connect(ctx context.Context, c *client) *sock {
-	if c.token == "" {
+	tok, at := c.session()
+	if tok == "" {
 		return nil // the pre-phase could not authenticate it (counted there)
 	}
-	if w.plan.TokenMaxAge > 0 && time.Since(c.tokenAt) > w.plan.TokenMaxAge {
+	if w.plan.TokenMaxAge > 0 && time.Since(at) > w.plan.TokenMaxAge {
 		if w.login(ctx, c, w.plan.Targets[0], w.plan.Create) != nil {
 			return nil
 		}
@@ -148,7 +163,8 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 	cctx, cancel := context.WithTimeout(ctx, w.plan.Timeout)
 	defer cancel()
 	t0 := time.Now()
-	conn, resp, err := websocket.Dial(cctx, wsURL(target, c.token), &websocket.DialOptions{HTTPClient: w.dial, CompressionMode: websocket.CompressionDisabled})
+	tok, _ := c.session()
+	conn, resp, err := websocket.Dial(cctx, wsURL(target, tok), &websocket.DialOptions{HTTPClient: w.dial, CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		switch {
 		case resp != nil:

@@ -8,9 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,9 +29,7 @@ func TestMain(m *testing.M) {
 		os.Exit(childGateway())
 	}
 	code := m.Run()
-	if gatewayBinary.path != "" {
-		os.RemoveAll(filepath.Dir(gatewayBinary.path))
-	}
+	gatewayBinary.Remove()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak: goroutines outlived the tests:", err)
@@ -198,37 +194,23 @@ func startRedisGateways(t *testing.T, n int) (apis, metrics []string) {
 	return apis, metrics
 }
 
-var gatewayBinary struct {
-	once sync.Once
-	path string
-	err  error
-}
+// The gateway binary the tests start, built once (with -race under -race, reusing the
+// packages this test build compiled).
+var gatewayBinary = GatewayBuild{Race: raceBuild}
 
-// buildGateway builds cmd/gateway once for the package's tests.
 func buildGateway(t *testing.T) string {
 	t.Helper()
-	gatewayBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "loadtest-gateway-")
-		if err != nil {
-			gatewayBinary.err = err
-			return
-		}
-		gatewayBinary.path = filepath.Join(dir, "gateway")
-		out, err := exec.Command("go", goBuildArgs(gatewayBinary.path, "github.com/sessiongate/sessiongate/cmd/gateway")...).CombinedOutput()
-		if err != nil {
-			gatewayBinary.err = fmt.Errorf("go build cmd/gateway: %v\n%s", err, out)
-		}
-	})
-	if gatewayBinary.err != nil {
-		t.Fatal(gatewayBinary.err)
+	path, err := gatewayBinary.Path(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return gatewayBinary.path
+	return path
 }
 
 // startClusterProcesses starts n real gateway processes (cmd/gateway, built here) on one
 // fresh redis-server, as the suite does, and stops them when t ends. Whatever the gateway does
 // with --redis-url (the cluster bus, once it exists) is what the test gets.
-func startClusterProcesses(t *testing.T, n int) *suiteNodes {
+func startClusterProcesses(t *testing.T, n int) *Nodes {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		msg := "redis-server not found on PATH; install Redis to run this test"
@@ -237,21 +219,10 @@ func startClusterProcesses(t *testing.T, n int) *suiteNodes {
 		}
 		t.Skip(msg)
 	}
-	sc := &SuiteConfig{GatewayBinary: buildGateway(t), OutDir: t.TempDir()}
-	nodes, err := sc.startNodes(context.Background(), suiteStep{name: "test", nodes: n, redis: true}, 1)
+	nodes, err := StartNodes(context.Background(), NodesConfig{Binary: buildGateway(t), Count: n, Redis: true, LogDir: t.TempDir(), LogPrefix: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(nodes.stop)
+	t.Cleanup(nodes.Stop)
 	return nodes
-}
-
-// goBuildArgs are the arguments of "go build" for pkg into out, with -race when the tests run
-// under it.
-func goBuildArgs(out, pkg string) []string {
-	args := []string{"build", "-o", out}
-	if raceBuild {
-		args = append(args, "-race")
-	}
-	return append(args, pkg)
 }

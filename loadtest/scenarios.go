@@ -57,9 +57,10 @@ func (w *worker) logoutAll(ctx context.Context) {
 		if c.cur.Load() == nil {
 			return
 		}
-		body, _ := json.Marshal(map[string]string{"token": c.token})
+		tok, _ := c.session()
+		body, _ := json.Marshal(map[string]string{"token": tok})
 		t0 := time.Now()
-		status, err := w.postJSON(ctx, w.plan.Targets[c.target]+"/v2/session/logout", "Bearer "+c.token, body, nil, "logout")
+		status, err := w.postJSON(ctx, w.plan.Targets[c.target]+"/v2/session/logout", "Bearer "+tok, body, nil, "logout")
 		if err != nil {
 			return
 		}

@@ -117,8 +117,8 @@ func TestStorm(t *testing.T) {
 func TestDisconnectUserWide(t *testing.T) {
 	nodes := startClusterProcesses(t, 3)
 	const n = 120
-	r, err := Run(context.Background(), Config{Scenario: "disconnect", Targets: nodes.apis, MetricsURLs: nodes.metrics, Clients: n, Users: 2,
-		DisconnectBy: "user-wide", InFlight: 8, Create: true, Workers: 1, HTTPKey: suiteHTTPKey, Timeout: 3 * time.Second})
+	r, err := Run(context.Background(), Config{Scenario: "disconnect", Targets: nodes.APIs, MetricsURLs: nodes.Metrics, Clients: n, Users: 2,
+		DisconnectBy: "user-wide", InFlight: 8, Create: true, Workers: 1, HTTPKey: NodesHTTPKey, Timeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +141,8 @@ func TestDisconnectUserWide(t *testing.T) {
 func TestDisconnect(t *testing.T) {
 	nodes := startClusterProcesses(t, 2)
 	const n = 100
-	r, err := Run(context.Background(), Config{Scenario: "disconnect", Targets: nodes.apis[:1], APITarget: nodes.apis[1], MetricsURLs: nodes.metrics,
-		Clients: n, InFlight: 8, Create: true, Workers: 1, HTTPKey: suiteHTTPKey, Timeout: 3 * time.Second})
+	r, err := Run(context.Background(), Config{Scenario: "disconnect", Targets: nodes.APIs[:1], APITarget: nodes.APIs[1], MetricsURLs: nodes.Metrics,
+		Clients: n, InFlight: 8, Create: true, Workers: 1, HTTPKey: NodesHTTPKey, Timeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

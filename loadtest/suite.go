@@ -6,19 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/sessiongate/sessiongate/internal/redisproc"
 )
 
 // SuiteConfig is one run of the benchmark suite: each step starts fresh gateway processes
@@ -77,7 +71,7 @@ type suiteStep struct {
 	// needsServerAPI: the step calls the server API (/v2/server/...) and is skipped, not failed,
 	// against a gateway that answers 404 there.
 	needsServerAPI bool
-	config         func(s *suiteNodes) Config
+	config         func(s *Nodes) Config
 	figures        []suiteMetric
 }
 
@@ -122,9 +116,9 @@ func suiteSteps(size string) []suiteStep {
 	}
 	settle := dur(30*time.Second, time.Second)
 	rssKiB := suiteMetric{fmt.Sprintf("RSS per idle socket (%v after the ramp)", settle), "KiB", "≤ 12 KiB", server(func(f *ServerFigures) float64 { return f.RSSPerSocket / 1024 })}
-	hold := func(n int, ping time.Duration) func(*suiteNodes) Config {
-		return func(s *suiteNodes) Config {
-			return Config{Scenario: "hold", Targets: s.apis, MetricsURLs: s.metrics, Clients: n, Rate: 2000, InFlight: 64,
+	hold := func(n int, ping time.Duration) func(*Nodes) Config {
+		return func(s *Nodes) Config {
+			return Config{Scenario: "hold", Targets: s.APIs, MetricsURLs: s.Metrics, Clients: n, Rate: 2000, InFlight: 64,
 				Hold: dur(90*time.Second, 2*time.Second), Settle: settle, PingInterval: ping, ScrapeInterval: 5 * time.Second}
 		}
 	}
@@ -146,30 +140,30 @@ func suiteSteps(size string) []suiteStep {
 			{"heartbeat CPU, server WebSocket pings only (every 15 s)", "% of a core", "≤ 1 %", server(func(f *ServerFigures) float64 { return f.IdleCPUPercentOfCore })},
 			errorsFigure,
 		}},
-		{name: fmt.Sprintf("connect%d", pick(10000, 500)), nodes: 1, config: func(s *suiteNodes) Config {
-			return Config{Scenario: "connect", Targets: s.apis, MetricsURLs: s.metrics, Clients: pick(10000, 500), InFlight: 64}
+		{name: fmt.Sprintf("connect%d", pick(10000, 500)), nodes: 1, config: func(s *Nodes) Config {
+			return Config{Scenario: "connect", Targets: s.APIs, MetricsURLs: s.Metrics, Clients: pick(10000, 500), InFlight: 64}
 		}, figures: []suiteMetric{
 			{"connects per second, 64 in flight", "/s", "≥ 10,000", func(r *Report) float64 { return r.ConnectRate }},
 			{"connect p50", "ms", "", lat(HistConnect, p50)},
 			{"connect p99", "ms", "≤ 25 ms", lat(HistConnect, p99)},
 			errorsFigure,
 		}},
-		{name: "auth", nodes: 1, config: func(s *suiteNodes) Config {
-			return Config{Scenario: "auth", Targets: s.apis, Clients: pick(100000, 3000), Devices: pick(1000, 100), InFlight: 64}
+		{name: "auth", nodes: 1, config: func(s *Nodes) Config {
+			return Config{Scenario: "auth", Targets: s.APIs, Clients: pick(100000, 3000), Devices: pick(1000, 100), InFlight: 64}
 		}, figures: []suiteMetric{
 			{"authenticate an existing device, embedded", "req/s", "≥ 15,000", func(r *Report) float64 { return r.ConnectRate }},
 			{"authenticate p99, embedded", "ms", "", lat(HistAuth, p99)},
 			errorsFigure,
 		}},
-		{name: "auth-redis", nodes: 1, redis: true, config: func(s *suiteNodes) Config {
-			return Config{Scenario: "auth", Targets: s.apis, Clients: pick(100000, 3000), Devices: pick(1000, 100), InFlight: 64}
+		{name: "auth-redis", nodes: 1, redis: true, config: func(s *Nodes) Config {
+			return Config{Scenario: "auth", Targets: s.APIs, Clients: pick(100000, 3000), Devices: pick(1000, 100), InFlight: 64}
 		}, figures: []suiteMetric{
 			{"authenticate an existing device, Redis store", "req/s", "≥ 10,000", func(r *Report) float64 { return r.ConnectRate }},
 			{"authenticate p99, Redis store", "ms", "", lat(HistAuth, p99)},
 			errorsFigure,
 		}},
-		{name: "churn", nodes: 1, config: func(s *suiteNodes) Config {
-			return Config{Scenario: "churn", Targets: s.apis, MetricsURLs: s.metrics, Clients: pick(5000, 100), Rate: float64(pick(1000, 200)),
+		{name: "churn", nodes: 1, config: func(s *Nodes) Config {
+			return Config{Scenario: "churn", Targets: s.APIs, MetricsURLs: s.Metrics, Clients: pick(5000, 100), Rate: float64(pick(1000, 200)),
 				Duration: dur(30*time.Second, 2*time.Second), Lifetime: dur(5*time.Second, 300*time.Millisecond), InFlight: 64}
 		}, figures: []suiteMetric{
 			{fmt.Sprintf("churn at %d/s: connect p99", pick(1000, 200)), "ms", "", lat(HistConnect, p99)},
@@ -177,8 +171,8 @@ func suiteSteps(size string) []suiteStep {
 			{"churn: sockets opened and closed", "", "", func(r *Report) float64 { return float64(r.Counts[CountClosed]) }},
 			errorsFigure,
 		}},
-		{name: "logout", nodes: 2, redis: true, config: func(s *suiteNodes) Config {
-			return Config{Scenario: "logout", Targets: s.apis, MetricsURLs: s.metrics, Clients: pick(2000, 200), InFlight: 32,
+		{name: "logout", nodes: 2, redis: true, config: func(s *Nodes) Config {
+			return Config{Scenario: "logout", Targets: s.APIs, MetricsURLs: s.Metrics, Clients: pick(2000, 200), InFlight: 32,
 				Hold: dur(10*time.Second, time.Second), PingInterval: time.Second}
 		}, figures: []suiteMetric{
 			{"logout → new socket refused on both nodes, p50", "ms", "", lat(HistRefused, p50)},
@@ -186,17 +180,17 @@ func suiteSteps(size string) []suiteStep {
 			{"sockets dropped by logout", "", "0", func(r *Report) float64 { return float64(r.Dropped) }},
 			errorsFigure,
 		}},
-		{name: "hold-3-nodes", nodes: 3, redis: true, config: func(s *suiteNodes) Config {
-			return Config{Scenario: "hold", Targets: s.apis, MetricsURLs: s.metrics, Clients: pick(55000, 600), Rate: 2000, InFlight: 64,
+		{name: "hold-3-nodes", nodes: 3, redis: true, config: func(s *Nodes) Config {
+			return Config{Scenario: "hold", Targets: s.APIs, MetricsURLs: s.Metrics, Clients: pick(55000, 600), Rate: 2000, InFlight: 64,
 				Hold: dur(60*time.Second, 2*time.Second), Settle: settle, PingInterval: 10 * time.Second}
 		}, figures: []suiteMetric{
 			{"sockets held over 3 nodes on one Redis", "", "≥ 55,000", server(func(f *ServerFigures) float64 { return f.Sockets })},
 			{"RSS per socket, all nodes", "KiB", "≤ 12 KiB", server(func(f *ServerFigures) float64 { return f.RSSPerSocket / 1024 })},
 			errorsFigure,
 		}},
-		{name: "disconnect", nodes: 3, redis: true, needsServerAPI: true, config: func(s *suiteNodes) Config {
-			return Config{Scenario: "disconnect", Targets: s.apis[:1], APITarget: s.apis[len(s.apis)-1], MetricsURLs: s.metrics,
-				Clients: pick(3000, 200), Rate: 2000, InFlight: 16, HTTPKey: suiteHTTPKey, DisconnectBy: "both", ActRate: 100, ActInFlight: 1}
+		{name: "disconnect", nodes: 3, redis: true, needsServerAPI: true, config: func(s *Nodes) Config {
+			return Config{Scenario: "disconnect", Targets: s.APIs[:1], APITarget: s.APIs[len(s.APIs)-1], MetricsURLs: s.Metrics,
+				Clients: pick(3000, 200), Rate: 2000, InFlight: 16, HTTPKey: NodesHTTPKey, DisconnectBy: "both", ActRate: 100, ActInFlight: 1}
 		}, figures: []suiteMetric{
 			{"cross-node disconnect, one call at a time (100/s), API call on C → close at the client on A, p50", "ms", "", lat(HistDisconnect, p50)},
 			{"cross-node disconnect, p99", "ms", "≤ 5 ms", lat(HistDisconnect, p99)},
@@ -204,9 +198,9 @@ func suiteSteps(size string) []suiteStep {
 			{"disconnect call answered (acknowledged), p99", "ms", "", lat(HistDisconnectAPI, p99)},
 			errorsFigure,
 		}},
-		{name: "disconnect-user-wide", nodes: 3, redis: true, needsServerAPI: true, config: func(s *suiteNodes) Config {
-			return Config{Scenario: "disconnect", Targets: s.apis, APITarget: s.apis[len(s.apis)-1], MetricsURLs: s.metrics,
-				Clients: pick(10000, 300), Users: 1, Rate: 2000, InFlight: 64, HTTPKey: suiteHTTPKey, DisconnectBy: "user-wide", ActInFlight: 1}
+		{name: "disconnect-user-wide", nodes: 3, redis: true, needsServerAPI: true, config: func(s *Nodes) Config {
+			return Config{Scenario: "disconnect", Targets: s.APIs, APITarget: s.APIs[len(s.APIs)-1], MetricsURLs: s.Metrics,
+				Clients: pick(10000, 300), Users: 1, Rate: 2000, InFlight: 64, HTTPKey: NodesHTTPKey, DisconnectBy: "user-wide", ActInFlight: 1}
 		}, figures: []suiteMetric{
 			{fmt.Sprintf("user-wide disconnect of %d sockets of one user over 3 nodes: call → last close", pick(10000, 300)), "ms", "≤ 500 ms",
 				lat(HistDisconnect, func(s Summary) float64 { return s.Max })},
@@ -214,9 +208,9 @@ func suiteSteps(size string) []suiteStep {
 			{"user-wide disconnect: call answered", "ms", "", lat(HistDisconnectAPI, func(s Summary) float64 { return s.Max })},
 			errorsFigure,
 		}},
-		{name: "storm", nodes: pick(3, 2), drain: time.Second, config: func(s *suiteNodes) Config {
-			return Config{Scenario: "storm", Targets: s.apis, MetricsURLs: s.metrics, Clients: pick(9000, 300), Rate: 2000, InFlight: 64,
-				Hold: dur(20*time.Second, 3*time.Second), PingInterval: 10 * time.Second, StormPID: s.pids[0], StormSignal: "kill",
+		{name: "storm", nodes: pick(3, 2), drain: time.Second, config: func(s *Nodes) Config {
+			return Config{Scenario: "storm", Targets: s.APIs, MetricsURLs: s.Metrics, Clients: pick(9000, 300), Rate: 2000, InFlight: 64,
+				Hold: dur(20*time.Second, 3*time.Second), PingInterval: 10 * time.Second, StormPID: s.PIDs[0], StormSignal: "kill",
 				StormAfter: dur(5*time.Second, 500*time.Millisecond)}
 		}, figures: []suiteMetric{
 			{"storm: sockets lost with the killed node", "", "", func(r *Report) float64 { return float64(r.Dropped) }},
@@ -309,11 +303,12 @@ func median(v []float64) float64 {
 
 // runStep starts the step's nodes, runs its scenario once and stops the nodes.
 func (sc *SuiteConfig) runStep(ctx context.Context, st suiteStep, run int) (*Report, string, error) {
-	nodes, err := sc.startNodes(ctx, st, run)
+	nodes, err := StartNodes(ctx, NodesConfig{Binary: sc.GatewayBinary, Count: st.nodes, Redis: st.redis, DrainPeriod: st.drain,
+		LogDir: sc.OutDir, LogPrefix: fmt.Sprintf("%s-%d", st.name, run), PortBase: sc.PortBase})
 	if err != nil {
 		return nil, "", err
 	}
-	defer nodes.stop()
+	defer nodes.Stop()
 	cfg := st.config(nodes)
 	cfg.ServerKey, cfg.Create, cfg.Workers = sc.Base.ServerKey, true, sc.Base.Workers
 	cfg.WorkerCommand, cfg.SourceIPs, cfg.Timeout, cfg.TokenMaxAge = sc.Base.WorkerCommand, sc.Base.SourceIPs, sc.Base.Timeout, sc.Base.TokenMaxAge
@@ -340,133 +335,8 @@ func (sc *SuiteConfig) runStep(ctx context.Context, st suiteStep, run int) (*Rep
 	return rep, cmdline, err
 }
 
-// suiteNodes are the gateway processes (and redis-server) of one step's run.
-type suiteNodes struct {
-	apis, metrics []string
-	pids          []int
-	cmds          []*exec.Cmd
-	exited        []chan struct{}
-	redis         *redisproc.Server
-}
-
-const (
-	suiteHTTPKey = "loadtest-suite-http-key"
-	suiteKeys    = "--encryption-key=loadtest-suite-session-key --refresh-encryption-key=loadtest-suite-refresh-key --http-key=" + suiteHTTPKey
-)
-
 // errNoServerAPI skips a step that needs the server API on a gateway without it.
 var errNoServerAPI = errors.New("the gateway answers 404 on the server API (/v2/server/...): it comes with the cluster issue")
-
-// startNodes starts st.nodes gateway processes (on one fresh redis-server when st.redis), side
-// by side, and waits until each answers /readyz.
-func (sc *SuiteConfig) startNodes(ctx context.Context, st suiteStep, run int) (*suiteNodes, error) {
-	s := &suiteNodes{}
-	if st.redis {
-		rs, err := redisproc.Start(redisproc.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("start redis-server: %w", err)
-		}
-		s.redis = rs
-	}
-	for i := range st.nodes {
-		apiPort, metricsPort, err := sc.ports(i)
-		if err != nil {
-			s.stop()
-			return nil, err
-		}
-		args := append(strings.Fields(suiteKeys), fmt.Sprintf("--addr=127.0.0.1:%d", apiPort), fmt.Sprintf("--metrics-addr=127.0.0.1:%d", metricsPort),
-			"--log-level=warn", fmt.Sprintf("--node-id=suite-%d", i))
-		if st.drain > 0 {
-			args = append(args, "--drain-period="+st.drain.String())
-		}
-		if s.redis != nil {
-			args = append(args, "--redis-url="+s.redis.URL())
-		}
-		logf, err := os.OpenFile(filepath.Join(sc.OutDir, fmt.Sprintf("%s-%d-node%d.log", st.name, run, i)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-		if err != nil {
-			s.stop()
-			return nil, err
-		}
-		cmd := exec.Command(sc.GatewayBinary, args...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			s.stop()
-			return nil, fmt.Errorf("start gateway: %w", err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-		s.cmds, s.exited, s.pids = append(s.cmds, cmd), append(s.exited, done), append(s.pids, cmd.Process.Pid)
-		api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-		s.apis, s.metrics = append(s.apis, api), append(s.metrics, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
-	}
-	for i, api := range s.apis { // the nodes start side by side
-		if err := waitReady(ctx, api, s.exited[i]); err != nil {
-			s.stop()
-			return nil, fmt.Errorf("gateway node %d: %w (log in %s)", i, err, sc.OutDir)
-		}
-	}
-	return s, nil
-}
-
-// ports are node i's API and metrics ports.
-func (sc *SuiteConfig) ports(i int) (int, int, error) {
-	if sc.PortBase > 0 {
-		return sc.PortBase + 2*i, sc.PortBase + 2*i + 1, nil
-	}
-	var ps [2]int
-	for j := range ps {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, 0, fmt.Errorf("find a free port: %w", err)
-		}
-		ps[j] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
-	return ps[0], ps[1], nil
-}
-
-func waitReady(ctx context.Context, api string, exited <-chan struct{}) error {
-	client := &http.Client{Timeout: time.Second}
-	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api+"/readyz", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return errors.New("exited before it was ready")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return errors.New("not ready within 20s")
-}
-
-// stop ends the nodes (SIGTERM to all, then SIGKILL to any still running 30 s later) and the
-// redis-server.
-func (s *suiteNodes) stop() {
-	for _, c := range s.cmds {
-		_ = c.Process.Signal(syscall.SIGTERM)
-	}
-	for i, c := range s.cmds {
-		select {
-		case <-s.exited[i]:
-		case <-time.After(30 * time.Second):
-			_ = c.Process.Kill()
-			<-s.exited[i]
-		}
-	}
-	if s.redis != nil {
-		_ = s.redis.Stop()
-	}
-}
 
 // machine describes this machine for the record.
 func machine() string {

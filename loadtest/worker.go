@@ -242,8 +242,10 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 		c := w.clients[i]
 		t0 := time.Now()
 		if err := w.login(ctx, c, plan.Targets[0], plan.Create || plan.Scenario == "auth"); err == nil {
+			tok, at := c.session()
+			c.userID = tokenUserID(tok)
 			w.authed.Add(1)
-			w.record(HistAuthPrephase, c.tokenAt.Sub(t0))
+			w.record(HistAuthPrephase, at.Sub(t0))
 		}
 	})
 	emit(Event{Kind: "ready"})

@@ -4,18 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/sessiongate/sessiongate/auth"
-	"github.com/sessiongate/sessiongate/gateway"
 	"github.com/sessiongate/sessiongate/loadtest"
 )
 
@@ -24,7 +18,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("LOADTEST_TEST_WORKER") == "1" {
 		os.Exit(run(context.Background(), []string{"worker"}, os.Stdin, os.Stdout, os.Stderr, nil))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	gatewayBinary.Remove()
+	os.Exit(code)
 }
 
 // testWorkerCmd starts this test binary as a worker process.
@@ -41,33 +37,43 @@ func testWorkerCmd(t *testing.T) func(int) *exec.Cmd {
 	}
 }
 
+// The gateway binary the tests start, built once (with -race under -race, reusing the
+// packages this test build compiled).
+var gatewayBinary = loadtest.GatewayBuild{Race: raceBuild}
+
+func buildGateway(t *testing.T) string {
+	t.Helper()
+	path, err := gatewayBinary.Path(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startGateway starts one embedded gateway process and returns its API URL and its metrics
+// base URL (without the /metrics path, which the load tool adds).
 func startGateway(t *testing.T) (api, metrics string) {
 	t.Helper()
-	srv, err := gateway.New(gateway.Config{Auth: auth.Config{EncryptionKey: "k1-loadtest", RefreshEncryptionKey: "k2-loadtest", BcryptCost: 4}},
-		zerolog.Nop(), gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()})
+	nodes, err := loadtest.StartNodes(context.Background(), loadtest.NodesConfig{Binary: buildGateway(t), Count: 1, LogDir: t.TempDir(), LogPrefix: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Cleanup(nodes.Stop)
+	return nodes.APIs[0], strings.TrimSuffix(nodes.Metrics[0], "/metrics")
+}
+
+// readReport decodes the JSON report at path.
+func readReport(t *testing.T, path string) *loadtest.Report {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	var r loadtest.Report
+	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, apiLn, mLn) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("gateway did not stop")
-		}
-	})
-	return "http://" + apiLn.Addr().String(), "http://" + mLn.Addr().String()
+	return &r
 }
 
 func TestUsageAndBadFlags(t *testing.T) {
@@ -108,14 +114,7 @@ func TestHoldWithWorkerProcesses(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 	}
-	b, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r loadtest.Report
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := readReport(t, jsonPath)
 	if r.Workers != 2 || r.Authed != 240 || r.Connected != 240 || r.ErrorCount != 0 || r.Histograms[loadtest.HistConnect].Count() != 240 {
 		t.Errorf("merged report: workers %d, authed %d, connected %d, errors %v, connect samples %d", r.Workers, r.Authed, r.Connected, r.Errors, r.Histograms[loadtest.HistConnect].Count())
 	}
@@ -145,14 +144,7 @@ func TestLogoutWithWorkerProcesses(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 	}
-	b, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r loadtest.Report
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := readReport(t, jsonPath)
 	if r.Workers != 2 || r.Connected != 160 || r.Dropped != 0 || r.Counts[loadtest.CountLoggedOut] != 160 || r.Counts[loadtest.CountRefused] != 160 ||
 		r.Histograms[loadtest.HistRefused].Count() != 160 {
 		t.Errorf("merged logout report: workers %d, connected %d, dropped %d, counts %v", r.Workers, r.Connected, r.Dropped, r.Counts)

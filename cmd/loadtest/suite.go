@@ -91,10 +91,8 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer, work
 	if sc.GatewayBinary == "" {
 		gatewayCommit = "built from commit `" + commit() + "`"
 		sc.GatewayBinary = filepath.Join(sc.OutDir, "gateway")
-		build := exec.CommandContext(ctx, "go", "build", "-o", sc.GatewayBinary, "./cmd/gateway")
-		build.Stdout, build.Stderr = stderr, stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(stderr, "loadtest suite: go build ./cmd/gateway (run the suite from the repository root, or pass --gateway):", err)
+		if err := loadtest.BuildGateway(ctx, sc.GatewayBinary, false); err != nil {
+			fmt.Fprintln(stderr, "loadtest suite (run it inside the repository, or pass --gateway):", err)
 			return 1
 		}
 	}

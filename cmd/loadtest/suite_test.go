@@ -24,15 +24,7 @@ func TestSuiteSmall(t *testing.T) {
 		t.Skip("redis-server not found on PATH; install Redis to run the suite's Redis steps")
 	}
 	dir := t.TempDir()
-	gw := filepath.Join(dir, "gateway")
-	buildArgs := []string{"build", "-o", gw}
-	if raceBuild { // reuse the race-instrumented packages of this test build
-		buildArgs = append(buildArgs, "-race")
-	}
-	build := exec.Command("go", append(buildArgs, "github.com/sessiongate/sessiongate/cmd/gateway")...)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/gateway: %v\n%s", err, out)
-	}
+	gw := buildGateway(t)
 	bench := filepath.Join(dir, "BENCHMARKS.md")
 	if err := os.WriteFile(bench, []byte("# Benchmarks\n\nEarlier text.\n"), 0o644); err != nil {
 		t.Fatal(err)
