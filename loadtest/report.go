@@ -231,7 +231,16 @@ func (r *Report) WriteTable(w io.Writer) {
 	if r.Rate > 0 {
 		rate = fmt.Sprintf("%.0f/s", r.Rate)
 	}
-	row("plan", "%d clients, %d in flight, rate %s, hold %s, settle %s, ping every %s", r.Clients, r.InFlight, rate, r.Hold, r.Settle, r.PingInterval)
+	plan := fmt.Sprintf("%d clients, %d in flight, rate %s", r.Clients, r.InFlight, rate)
+	switch r.Scenario {
+	case "hold":
+		plan += fmt.Sprintf(", hold %s, settle %s, ping every %s", r.Hold, r.Settle, r.PingInterval)
+	case "logout", "storm":
+		plan += fmt.Sprintf(", hold %s, ping every %s", r.Hold, r.PingInterval)
+	case "disconnect":
+		plan += fmt.Sprintf(", ping every %s", r.PingInterval)
+	}
+	row("plan", "%s", plan)
 	if r.Users > 0 {
 		row("accounts", "%d, shared by the clients", r.Users)
 	}
@@ -247,7 +256,11 @@ func (r *Report) WriteTable(w io.Writer) {
 		row("auth latency", "%s", lat(r.AuthBench))
 	} else {
 		row("authed (pre-phase)", "%d  (%s)", r.Authed, lat(r.Auth))
-		row("connected", "%d of %d, dropped %d", r.Connected, r.Clients, r.Dropped)
+		if r.Scenario == "churn" {
+			row("connected", "%d of %d sockets, dropped %d", r.Connected, r.Ops, r.Dropped)
+		} else {
+			row("connected", "%d of %d, dropped %d", r.Connected, r.Clients, r.Dropped)
+		}
 		row("connect rate", "%.0f /s over %.2f s", r.ConnectRate, r.RampSeconds)
 		row("connect latency", "%s", lat(r.Connect))
 		if r.PingRTT.Count > 0 || r.PingsSent > 0 {

@@ -565,14 +565,22 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 
 var phaseRank = map[string]int{"auth": 0, "ramp": 1, "churn": 1, "auth-bench": 1, "hold": 2, "act": 2, "close": 3, "done": 4}
 
-// progressLoop prints the merged progress of the workers every second.
+// sampleEvery is the period of the timeline's client samples (and of the workers' progress
+// events); the progress line is printed every progressEvery.
+const (
+	sampleEvery   = 250 * time.Millisecond
+	progressEvery = time.Second
+)
+
+// progressLoop samples the merged progress of the workers into the timeline every sampleEvery
+// and prints it every progressEvery.
 func progressLoop(ctx context.Context, cfg Config, mu *sync.Mutex, progress []*Progress, tl *timeline) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	start := time.Now()
 	var lastConn int64
 	lastAt := start
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
@@ -599,7 +607,7 @@ func progressLoop(ctx context.Context, cfg Config, mu *sync.Mutex, progress []*P
 		mu.Unlock()
 		now := time.Now()
 		tl.add(Sample{T: now.Sub(tl.start).Seconds(), Phase: phase, Open: open, Connected: conn, Errors: errs, Dropped: dropped})
-		if cfg.Progress == nil {
+		if cfg.Progress == nil || tick%int(progressEvery/sampleEvery) != 0 {
 			continue
 		}
 		count := conn

@@ -434,9 +434,9 @@ func (w *worker) record(name string, d time.Duration) {
 	w.mu.Unlock()
 }
 
-// progressLoop emits a progress event every 500ms.
+// progressLoop emits a progress event every sampleEvery.
 func (w *worker) progressLoop(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	for {
 		select {
