@@ -97,7 +97,7 @@ type Config struct {
 	ActRate     float64
 	ActInFlight int
 	// ScrapeInterval is how often the timeline reads the targets' /metrics (RSS and sockets
-	// over time); 0 means 2s, negative disables. Client counts are sampled every second.
+	// over time); 0 means 2s, negative disables. Client counts are sampled every 250ms.
 	ScrapeInterval time.Duration
 }
 

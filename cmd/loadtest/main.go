@@ -78,14 +78,16 @@ scenarios:
            gateway process --pid (--signal kill: SIGKILL; term: SIGTERM, a graceful drain); its
            clients reconnect to the next targets with a jittered exponential backoff; --hold is
            the window for that: reconnect latency, time to the last reconnect
-  disconnect  ramp like hold on the --target nodes, then disconnect every socket through the
+  disconnect
+           ramp like hold on the --target nodes, then disconnect every socket through the
            server API of --api-target (default the last target) by session id and by user id
-           (--disconnect-by): API call → close frame at the client
+           (--disconnect-by; user-wide with --users N: one call per shared account): API call
+           → close frame at the client
   suite    the benchmark suite (see loadtest suite --help)
   worker   internal: one client process of a --workers run (plan on stdin, events on stdout)
 
-Every client authenticates in a pre-phase (device ids unique per run) before the measured
-phase starts. Targets must be on loopback unless --allow-remote.
+Every client authenticates in a pre-phase (device ids unique per run, or --users N shared
+accounts) before the measured phase starts. Targets must be on loopback unless --allow-remote.
 
 flags:
 `
@@ -232,7 +234,7 @@ func newFlags(scenario string, out io.Writer, cfg *loadtest.Config, o *options) 
 	fs.IntVar(&cfg.Clients, "clients", defClients, "sockets to open (hold, connect) or authenticate requests to send (auth)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "cap on connects (or requests) per second over the whole run; 0: none")
 	fs.IntVar(&cfg.InFlight, "in-flight", 64, "connects (or requests) running at once over the whole run")
-	fs.DurationVar(&cfg.Hold, "hold", defHold, "hold: how long sockets stay open after the ramp")
+	fs.DurationVar(&cfg.Hold, "hold", defHold, "hold, logout, storm: how long sockets stay open after the ramp (logout: after the logouts; storm: after the node stops)")
 	fs.DurationVar(&cfg.Settle, "settle", 30*time.Second, "hold: when after the ramp server memory is read; idle CPU is measured from then to the end of --hold")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 10*time.Second, "envelope ping period of each held socket; 0 disables")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on each request and each connect (upgrade + first pong)")
