@@ -137,3 +137,52 @@ func TestRefusesRemoteAndStopsOnDeadTarget(t *testing.T) {
 		t.Errorf("dead target: authed %d, connected %d, errors %v", r.Authed, r.Connected, r.Errors)
 	}
 }
+
+func TestValidateScenarios(t *testing.T) {
+	base := func(scenario string) Config {
+		return Config{Scenario: scenario, Targets: []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, Clients: 10, InFlight: 2}
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string // "" for valid
+	}{
+		{"churn ok", func(c *Config) { c.Scenario, c.Rate, c.Duration = "churn", 10, time.Second }, ""},
+		{"churn without rate", func(c *Config) { c.Scenario, c.Duration = "churn", time.Second }, "churn needs a rate"},
+		{"churn over the bound", func(c *Config) { c.Scenario, c.Rate, c.Duration = "churn", 1e6, time.Minute }, "over the bound"},
+		{"storm ok", func(c *Config) { c.Scenario, c.StormPID = "storm", 42 }, ""},
+		{"storm without pid", func(c *Config) { c.Scenario = "storm" }, "pid"},
+		{"storm on one target", func(c *Config) { c.Scenario, c.StormPID, c.Targets = "storm", 42, c.Targets[:1] }, "at least two targets"},
+		{"storm bad signal", func(c *Config) { c.Scenario, c.StormPID, c.StormSignal = "storm", 42, "hup" }, "want kill or term"},
+		{"storm backoff", func(c *Config) {
+			c.Scenario, c.StormPID, c.BackoffMin, c.BackoffMax = "storm", 42, time.Second, time.Millisecond
+		}, "backoff max"},
+		{"disconnect ok", func(c *Config) { c.Scenario = "disconnect" }, ""},
+		{"disconnect remote api", func(c *Config) { c.Scenario, c.APITarget = "disconnect", "http://192.0.2.1:7350" }, "not on loopback"},
+		{"disconnect bad by", func(c *Config) { c.Scenario, c.DisconnectBy = "disconnect", "node" }, "want session, user, both or user-wide"},
+		{"user-wide without users", func(c *Config) { c.Scenario, c.DisconnectBy = "disconnect", "user-wide" }, "goes with --users"},
+		{"users without user-wide", func(c *Config) { c.Scenario, c.Users = "disconnect", 2 }, "goes with --users"},
+		{"users on auth", func(c *Config) { c.Scenario, c.Users = "auth", 2 }, "auth scenario"},
+		{"negative follow", func(c *Config) { c.Scenario, c.Follow = "hold", -1 }, "must not be negative"},
+		{"unknown", func(c *Config) { c.Scenario = "stampede" }, "unknown scenario"},
+	} {
+		c := base("hold")
+		tc.edit(&c)
+		err := c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	c := base("storm")
+	c.StormPID = 42
+	if err := c.Validate(); err != nil || c.StormSignal != "kill" || c.BackoffMin != 100*time.Millisecond || c.BackoffMax != 5*time.Second || c.ReconnectFor != 30*time.Second {
+		t.Errorf("storm defaults: %v %+v", err, c)
+	}
+	c = base("disconnect")
+	if err := c.Validate(); err != nil || c.APITarget != "http://127.0.0.1:2" || c.HTTPKey != "defaulthttpkey" || c.DisconnectBy != "both" || c.ActInFlight != 2 {
+		t.Errorf("disconnect defaults: %v %+v", err, c)
+	}
+}
