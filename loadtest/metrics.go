@@ -27,6 +27,8 @@ const (
 	mHeapInuse  = "go_memstats_heap_inuse_bytes"
 	mStackInuse = "go_memstats_stack_inuse_bytes"
 	mSockets    = "sessiongate_sockets"
+	mPings      = "sessiongate_socket_pings_total"
+	mMessagesIn = "sessiongate_socket_messages_in_total"
 )
 
 // scrapeMetrics GETs url and parses the Prometheus text format.

@@ -37,6 +37,11 @@ type ServerFigures struct {
 	IdleWindowSeconds     float64 `json:"idle_window_seconds"`
 	IdleCPUPercentOfCore  float64 `json:"idle_cpu_percent_of_core"`
 	IdleCPUPerSocketMicro float64 `json:"idle_cpu_microseconds_per_socket_second"`
+	// Heartbeats are the server's WebSocket pings plus the envelopes it received (the clients'
+	// envelope pings, while idle) over the idle window; the idle CPU divided by them is the
+	// CPU per heartbeat.
+	HeartbeatsPerSecond  float64 `json:"heartbeats_per_second"`
+	CPUPerHeartbeatMicro float64 `json:"cpu_microseconds_per_heartbeat"`
 }
 
 // Report is every figure of a run.
@@ -208,6 +213,11 @@ func (r *Report) serverFigures() *ServerFigures {
 		if f.IdleWindowSeconds > 0 {
 			f.IdleCPUPercentOfCore = 100 * f.IdleCPUSeconds / f.IdleWindowSeconds
 			f.IdleCPUPerSocketMicro = 1e6 * f.IdleCPUSeconds / f.IdleWindowSeconds / n
+			beats := v(idleTo, mPings) - v(idleFrom, mPings) + v(idleTo, mMessagesIn) - v(idleFrom, mMessagesIn)
+			f.HeartbeatsPerSecond = beats / f.IdleWindowSeconds
+			if beats > 0 {
+				f.CPUPerHeartbeatMicro = 1e6 * f.IdleCPUSeconds / beats
+			}
 		}
 	}
 	return f
@@ -295,6 +305,9 @@ func (r *Report) WriteTable(w io.Writer) {
 		row("server cpu per connect", "%.1f µs", f.RampCPUPerConnect*1e6)
 		if f.IdleWindowSeconds > 0 {
 			row("idle cpu", "%.3f %% of a core (%.2f s over %.0f s; %.3f µs per socket-second)", f.IdleCPUPercentOfCore, f.IdleCPUSeconds, f.IdleWindowSeconds, f.IdleCPUPerSocketMicro)
+			if f.HeartbeatsPerSecond > 0 {
+				row("cpu per heartbeat", "%.1f µs (%.0f heartbeats/s: server pings + envelopes in)", f.CPUPerHeartbeatMicro, f.HeartbeatsPerSecond)
+			}
 		}
 	}
 	for _, n := range r.Notes {

@@ -73,7 +73,7 @@ func TestHoldSmall(t *testing.T) {
 		t.Errorf("server saw %v sockets at %s, want %d at settled", f.Sockets, f.At, n)
 	}
 	// The in-process gateway shares this process with the clients, so only sanity bounds.
-	if f.GoroutinesPerSocket < 0.5 || f.IdleWindowSeconds <= 0 || f.RSSAfter <= 0 {
+	if f.GoroutinesPerSocket < 0.5 || f.IdleWindowSeconds <= 0 || f.RSSAfter <= 0 || f.HeartbeatsPerSecond <= 0 {
 		t.Errorf("server figures: %+v", f)
 	}
 	if len(r.Scrapes) != 4 {

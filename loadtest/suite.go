@@ -134,10 +134,12 @@ func suiteSteps(size string) []suiteStep {
 		{name: fmt.Sprintf("hold%d", pick(19000, 600)), nodes: 1, config: hold(pick(19000, 600), 10*time.Second), figures: []suiteMetric{
 			rssKiB,
 			{"heartbeat CPU, envelope ping every 10 s", "% of a core", "", server(func(f *ServerFigures) float64 { return f.IdleCPUPercentOfCore })},
+			{"CPU per heartbeat (envelope pings and server pings)", "µs", "", server(func(f *ServerFigures) float64 { return f.CPUPerHeartbeatMicro })},
 			errorsFigure,
 		}},
 		{name: fmt.Sprintf("idle%d", pick(19000, 600)), nodes: 1, config: hold(pick(19000, 600), 0), figures: []suiteMetric{
 			{"heartbeat CPU, server WebSocket pings only (every 15 s)", "% of a core", "≤ 1 %", server(func(f *ServerFigures) float64 { return f.IdleCPUPercentOfCore })},
+			{"CPU per server ping", "µs", "", server(func(f *ServerFigures) float64 { return f.CPUPerHeartbeatMicro })},
 			errorsFigure,
 		}},
 		{name: fmt.Sprintf("connect%d", pick(10000, 500)), nodes: 1, config: func(s *Nodes) Config {
