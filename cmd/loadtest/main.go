@@ -10,11 +10,13 @@
 //	loadtest storm   [flags]  hold over several nodes, stop one (--pid), measure reconnects
 //	loadtest disconnect [flags]  hold, disconnect every socket through the server API
 //	loadtest suite   [flags]  the BENCHMARKS.md suite: starts Redis and gateways, runs them all
+//	loadtest report  --json FILE [--html FILE]  the table (and HTML page) of a saved report
 //	loadtest worker           (internal) one client process of a --workers run
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -84,6 +86,7 @@ scenarios:
            (--disconnect-by; user-wide with --users N: one call per shared account): API call
            → close frame at the client
   suite    the benchmark suite (see loadtest suite --help)
+  report   --json FILE [--html FILE]: the summary table (and HTML page) of a saved report
   worker   internal: one client process of a --workers run (plan on stdin, events on stdout)
 
 Every client authenticates in a pre-phase (device ids unique per run, or --users N shared
@@ -114,6 +117,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if scenario == "suite" {
 		return runSuite(ctx, args[1:], stdout, stderr, workerCmd)
+	}
+	if scenario == "report" {
+		return runReport(args[1:], stdout, stderr)
 	}
 	if !slices.Contains(loadtest.Scenarios, scenario) {
 		fmt.Fprintf(stderr, "loadtest: unknown scenario %q\n\n%s", scenario, usage)
@@ -290,4 +296,40 @@ func progressPrinter(w io.Writer) func(string) {
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// runReport prints the summary table of a saved JSON report and writes its HTML page.
+func runReport(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loadtest report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	in := fs.String("json", "", "the JSON report (written with --json) to read")
+	out := fs.String("html", "", "write its HTML page to this file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *in == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: loadtest report --json FILE [--html FILE]")
+		return 2
+	}
+	b, err := os.ReadFile(*in)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest report:", err)
+		return 1
+	}
+	var rep loadtest.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		fmt.Fprintf(stderr, "loadtest report: %s is not a load test report: %v\n", *in, err)
+		return 1
+	}
+	rep.WriteTable(stdout)
+	if *out != "" {
+		if err := rep.WriteHTML(*out); err != nil {
+			fmt.Fprintln(stderr, "loadtest report:", err)
+			return 1
+		}
+	}
+	return 0
 }

@@ -85,6 +85,8 @@ func TestUsageAndBadFlags(t *testing.T) {
 		{nil, 2, "scenarios:"},
 		{[]string{"--help"}, 0, "-in-flight"},
 		{[]string{"stampede"}, 2, "unknown scenario"},
+		{[]string{"report"}, 2, "usage: loadtest report"},
+		{[]string{"report", "--json", "/nonexistent/r.json"}, 1, "no such file"},
 		{[]string{"storm", "--quiet"}, 1, "pid"},
 		{[]string{"churn", "--rate", "0", "--quiet"}, 1, "churn needs a rate"},
 		{[]string{"suite", "--size", "huge", "--gateway", "/bin/true"}, 1, "want full or small"},
@@ -154,5 +156,19 @@ func TestLogoutWithWorkerProcesses(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "logout refused latency") {
 		t.Errorf("summary table lacks the logout figures:\n%s", out.String())
+	}
+	// The saved report renders again: the same table, and the same page but for its date.
+	again := filepath.Join(t.TempDir(), "again.html")
+	var out2 bytes.Buffer
+	if code := run(context.Background(), []string{"report", "--json", jsonPath, "--html", again}, strings.NewReader(""), &out2, &errb, nil); code != 0 {
+		t.Fatalf("report: exit %d: %s", code, errb.String())
+	}
+	if out2.String() != out.String() {
+		t.Errorf("re-rendered table differs:\n%s\nwant:\n%s", out2.String(), out.String())
+	}
+	first, _ := os.ReadFile(htmlPath)
+	second, _ := os.ReadFile(again)
+	if len(second) == 0 || strings.Count(string(second), "<svg") != strings.Count(string(first), "<svg") {
+		t.Errorf("re-rendered page has %d charts, the first %d", strings.Count(string(second), "<svg"), strings.Count(string(first), "<svg"))
 	}
 }
