@@ -95,6 +95,8 @@ type Report struct {
 	Latencies  map[string]Summary    `json:"latencies"`
 	Histograms map[string]*Histogram `json:"histograms"`
 
+	// TimelineStart is the moment the timelines' t counts from.
+	TimelineStart  time.Time      `json:"timeline_start,omitzero"`
 	Timeline       []Sample       `json:"timeline,omitempty"`
 	ServerTimeline []ServerSample `json:"server_timeline,omitempty"`
 

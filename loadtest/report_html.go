@@ -67,15 +67,15 @@ func (r *Report) HTML() ([]byte, error) {
 			sv[0].name, sv[0].color = "sessiongate_sockets (all nodes)", ColorServerSock
 			ss = append(ss, sv[0])
 		}
-		d.Series = append(d.Series, lineChart("Sockets over time", ss, "s", ""))
+		d.Series = append(d.Series, lineChart("Sockets over time", ss, "s", "", r.timeMarks()))
 	}
 	if len(r.Targets) > 1 {
 		if per := r.serverSeries(func(s ServerSample) float64 { return s.Sockets }, false, socketColors); len(per) > 1 {
-			d.Series = append(d.Series, lineChart("Sockets per node (sessiongate_sockets)", per, "s", ""))
+			d.Series = append(d.Series, lineChart("Sockets per node (sessiongate_sockets)", per, "s", "", r.timeMarks()))
 		}
 	}
 	if rss := r.serverSeries(func(s ServerSample) float64 { return s.RSS / (1 << 20) }, false, rssColors); len(rss) > 0 {
-		d.Series = append(d.Series, lineChart("Server RSS over time (per node)", rss, "s", " MiB"))
+		d.Series = append(d.Series, lineChart("Server RSS over time (per node)", rss, "s", " MiB", r.timeMarks()))
 	}
 	for _, k := range []string{HistDisconnect, HistDisconnectAPI, HistReconnect} {
 		if s, ok := r.Latencies[k]; ok && s.Count > 0 {
@@ -267,12 +267,29 @@ func histChart(title string, h *Histogram, color string) template.HTML {
 }
 
 // lineChart draws series over time.
-func lineChart(title string, ss []series, xUnit, yUnit string) template.HTML {
+// timeMark is a labelled moment on the timeline charts (seconds since the timeline began).
+type timeMark struct {
+	t     float64
+	label string
+}
+
+// timeMarks are the run's moments worth marking on the charts: the storm's signal.
+func (r *Report) timeMarks() []timeMark {
+	if r.StormAt.IsZero() || r.TimelineStart.IsZero() {
+		return nil
+	}
+	return []timeMark{{r.StormAt.Sub(r.TimelineStart).Seconds(), r.StormSignal}}
+}
+
+func lineChart(title string, ss []series, xUnit, yUnit string, marks []timeMark) template.HTML {
 	var xmax, ymax float64
 	for _, s := range ss {
 		for _, p := range s.pts {
 			xmax, ymax = math.Max(xmax, p[0]), math.Max(ymax, p[1])
 		}
+	}
+	for _, m := range marks {
+		xmax = math.Max(xmax, m.t)
 	}
 	if xmax <= 0 {
 		xmax = 1
@@ -296,6 +313,11 @@ func lineChart(title string, ss []series, xUnit, yUnit string) template.HTML {
 		x := float64(padL) + plotW*float64(i)/4
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="tick" text-anchor="middle">%s%s</text>`, x, float64(padT)+plotH+14, fmtNum(xmax*float64(i)/4), xUnit)
 	}
+	for _, m := range marks {
+		x, _ := px([2]float64{m.t, 0})
+		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%.1f" stroke="#111827" stroke-dasharray="2 3"/>`, x, x, padT, float64(padT)+plotH)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="mark">%s</text>`, x+3, padT+10, template.HTMLEscapeString(m.label))
+	}
 	for i, s := range ss {
 		var pts strings.Builder
 		for _, p := range s.pts {
@@ -308,6 +330,10 @@ func lineChart(title string, ss []series, xUnit, yUnit string) template.HTML {
 			dash = ` stroke-dasharray="8 5"`
 		}
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="%.1f"%s points="%s"/>`, s.color, width, dash, strings.TrimSpace(pts.String()))
+		if len(s.pts) == 1 { // a line of one point does not show: a dot instead
+			x, y := px(s.pts[0])
+			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>`, x, y, s.color)
+		}
 		lx := float64(padL) + 8 + float64(i)*180
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="10" height="10" fill="%s"/><text x="%.1f" y="%d" class="tick">%s</text>`, lx, chartH-14, s.color, lx+14, chartH-5, template.HTMLEscapeString(s.name))
 	}

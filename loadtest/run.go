@@ -403,7 +403,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	fan.Wait()
 	stopProg()
 	samplers.Wait()
-	rep.Timeline, rep.ServerTimeline = tl.samples, tl.server
+	rep.TimelineStart, rep.Timeline, rep.ServerTimeline = tl.start, tl.samples, tl.server
 	if ctx.Err() != nil {
 		rep.Notes = append(rep.Notes, "interrupted: "+ctx.Err().Error())
 	}

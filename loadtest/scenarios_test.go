@@ -77,8 +77,9 @@ func TestStatusAndFollow(t *testing.T) {
 	}
 }
 
-// TestStorm stops one of two gateway processes under its clients, by SIGKILL and by SIGTERM
-// (graceful drain), and checks that every client of that node reconnected to the other.
+// TestStorm stops one of two gateway processes under its clients (the second, so that the
+// first node's series run through the whole HTML report), by SIGKILL and by SIGTERM (graceful
+// drain), and checks that every client of that node reconnected to the other.
 func TestStorm(t *testing.T) {
 	for _, tc := range []struct {
 		signal, code string
@@ -88,8 +89,8 @@ func TestStorm(t *testing.T) {
 			const n = 200
 			r, err := Run(context.Background(), Config{Scenario: "storm", Targets: []string{a.API, b.API}, MetricsURLs: []string{a.Metrics, b.Metrics},
 				Clients: n, InFlight: 16, Hold: 4 * time.Second, PingInterval: time.Second, Create: true, Workers: 1,
-				StormPID: a.cmd.Process.Pid, StormSignal: tc.signal, StormAfter: 300 * time.Millisecond,
-				BackoffMin: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond, ScrapeInterval: 500 * time.Millisecond})
+				StormPID: b.cmd.Process.Pid, StormSignal: tc.signal, StormAfter: time.Second,
+				BackoffMin: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond, ScrapeInterval: 250 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
