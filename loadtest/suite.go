@@ -175,7 +175,7 @@ func suiteSteps(size string) []suiteStep {
 		}},
 		{name: "logout", nodes: 2, redis: true, config: func(s *Nodes) Config {
 			return Config{Scenario: "logout", Targets: s.APIs, MetricsURLs: s.Metrics, Clients: pick(2000, 200), InFlight: 32,
-				Hold: dur(10*time.Second, time.Second), PingInterval: time.Second}
+				Hold: dur(10*time.Second, time.Second), PingInterval: dur(2*time.Second, 5*time.Second)}
 		}, figures: []suiteMetric{
 			{"logout → new socket refused on both nodes, p50", "ms", "", lat(HistRefused, p50)},
 			{"logout → new socket refused on both nodes, p99", "ms", "≤ 100 ms", lat(HistRefused, p99)},
