@@ -27,6 +27,8 @@ const (
 	mHeapInuse  = "go_memstats_heap_inuse_bytes"
 	mStackInuse = "go_memstats_stack_inuse_bytes"
 	mSockets    = "sessiongate_sockets"
+	mPings      = "sessiongate_socket_pings_total"
+	mMessagesIn = "sessiongate_socket_messages_in_total"
 )
 
 // scrapeMetrics GETs url and parses the Prometheus text format.
@@ -88,22 +90,28 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 	return vals, sc.Err()
 }
 
-// sumScrapes adds several nodes' readings of one moment into one (a cluster-wide reading).
+// sumScrapes adds several nodes' readings of one moment into one (a cluster-wide reading),
+// leaving out nodes that did not answer (nil); nil when none did.
 func sumScrapes(ss []*Scrape) *Scrape {
 	if len(ss) == 0 {
 		return nil
 	}
-	out := &Scrape{URL: "sum", At: ss[0].At, Values: make(map[string]float64)}
+	out := &Scrape{URL: "sum", Values: make(map[string]float64)}
+	n := 0
 	for _, s := range ss {
 		if s == nil {
-			return nil
+			continue // a node that did not answer
 		}
+		n++
 		if s.At.After(out.At) {
 			out.At = s.At
 		}
 		for k, v := range s.Values {
 			out.Values[k] += v
 		}
+	}
+	if n == 0 {
+		return nil
 	}
 	if len(ss) == 1 {
 		out.URL = ss[0].URL

@@ -37,6 +37,11 @@ type ServerFigures struct {
 	IdleWindowSeconds     float64 `json:"idle_window_seconds"`
 	IdleCPUPercentOfCore  float64 `json:"idle_cpu_percent_of_core"`
 	IdleCPUPerSocketMicro float64 `json:"idle_cpu_microseconds_per_socket_second"`
+	// Heartbeats are the server's WebSocket pings plus the envelopes it received (the clients'
+	// envelope pings, while idle) over the idle window; the idle CPU divided by them is the
+	// CPU per heartbeat.
+	HeartbeatsPerSecond  float64 `json:"heartbeats_per_second"`
+	CPUPerHeartbeatMicro float64 `json:"cpu_microseconds_per_heartbeat"`
 }
 
 // Report is every figure of a run.
@@ -52,6 +57,11 @@ type Report struct {
 	PingInterval string    `json:"ping_interval"`
 	Hold         string    `json:"hold"`
 	Settle       string    `json:"settle"`
+	Ops          int       `json:"churn_sockets,omitempty"`
+	Lifetime     string    `json:"churn_lifetime,omitempty"`
+	Status       string    `json:"status,omitempty"`
+	Follow       int       `json:"follow,omitempty"`
+	StormSignal  string    `json:"storm_signal,omitempty"`
 
 	Authed      int64   `json:"authed"`
 	Connected   int64   `json:"connected"`
@@ -66,27 +76,47 @@ type Report struct {
 	ClientCPU   float64 `json:"client_cpu_seconds"`
 	// ClientRampCPU is the clients' CPU during the measured phase (the gateway shares the cores).
 	ClientRampCPU float64 `json:"client_ramp_cpu_seconds"`
+	// ActSeconds is how long the logout or disconnect action took over all workers.
+	ActSeconds float64 `json:"act_seconds,omitempty"`
+	// StormAt is when the storm node was signalled; RecoverySeconds is from then to the last
+	// reconnect.
+	StormAt         time.Time `json:"storm_at,omitzero"`
+	RecoverySeconds float64   `json:"recovery_seconds,omitempty"`
 
 	Errors     map[string]int64 `json:"errors"`
-	CloseCodes map[string]int64 `json:"close_codes"`
+	CloseCodes map[string]int64 `json:"close_codes"` // of sockets closed by anything but the client
+	Counts     map[string]int64 `json:"counts"`      // the Count* names
 
-	Connect   Summary    `json:"connect"`
-	PingRTT   Summary    `json:"ping_rtt"`
-	Auth      Summary    `json:"auth_prephase"`
-	AuthBench Summary    `json:"auth"`
-	ConnectH  *Histogram `json:"connect_histogram"`
-	PingRTTH  *Histogram `json:"ping_rtt_histogram"`
-	AuthH     *Histogram `json:"auth_histogram"`
+	Connect   Summary `json:"connect"`
+	PingRTT   Summary `json:"ping_rtt"`
+	Auth      Summary `json:"auth_prephase"`
+	AuthBench Summary `json:"auth"`
+	// Latencies and Histograms hold every latency measured, by the Hist* names.
+	Latencies  map[string]Summary    `json:"latencies"`
+	Histograms map[string]*Histogram `json:"histograms"`
+
+	// TimelineStart is the moment the timelines' t counts from.
+	TimelineStart  time.Time      `json:"timeline_start,omitzero"`
+	Timeline       []Sample       `json:"timeline,omitempty"`
+	ServerTimeline []ServerSample `json:"server_timeline,omitempty"`
+
+	// Users is the number of accounts the clients share (0: one each).
+	Users int `json:"users,omitempty"`
+	// coordinator holds what the coordinator itself measured (the user-wide disconnect calls);
+	// finish merges it with the workers' results.
+	coordinator *WorkerResult
 
 	Server  *ServerFigures  `json:"server,omitempty"`
 	Scrapes []LabeledScrape `json:"scrapes,omitempty"`
 	Notes   []string        `json:"notes,omitempty"`
 }
 
-// finish merges the workers' results and derives the figures.
+// finish merges the workers' results (and the coordinator's, when it measured anything) and
+// derives the figures.
 func (r *Report) finish(results []*WorkerResult) {
-	var connect, rtt, auth, bench Histogram
-	var first, last time.Time
+	hists := map[string]*Histogram{}
+	r.Counts = map[string]int64{}
+	var first, last, recovered time.Time
 	for i, w := range results {
 		if w == nil {
 			r.Notes = append(r.Notes, fmt.Sprintf("worker %d reported no result", i))
@@ -106,10 +136,18 @@ func (r *Report) finish(results []*WorkerResult) {
 		for k, v := range w.CloseCodes {
 			r.CloseCodes[k] += v
 		}
-		connect.Merge(w.Connect)
-		rtt.Merge(w.PingRTT)
-		auth.Merge(w.Auth)
-		bench.Merge(w.AuthBench)
+		for k, v := range w.Counts {
+			r.Counts[k] += v
+		}
+		for k, h := range w.Hists {
+			if hists[k] == nil {
+				hists[k] = &Histogram{}
+			}
+			hists[k].Merge(h)
+		}
+		if w.RecoveredAt.After(recovered) {
+			recovered = w.RecoveredAt
+		}
 		if !w.StartAt.IsZero() && (first.IsZero() || w.StartAt.Before(first)) {
 			first = w.StartAt
 		}
@@ -120,16 +158,20 @@ func (r *Report) finish(results []*WorkerResult) {
 	if !first.IsZero() && last.After(first) {
 		r.RampSeconds = last.Sub(first).Seconds()
 		n := float64(r.Connected)
-		if r.Scenario == "auth" {
-			n = float64(bench.Count())
+		if r.Scenario == "auth" && hists[HistAuth] != nil {
+			n = float64(hists[HistAuth].Count())
 		}
 		r.ConnectRate = n / r.RampSeconds
 	}
-	r.Connect, r.PingRTT, r.Auth, r.AuthBench = connect.DurationSummary(), rtt.DurationSummary(), auth.DurationSummary(), bench.DurationSummary()
-	r.ConnectH, r.PingRTTH, r.AuthH = &connect, &rtt, &auth
-	if r.Scenario == "auth" {
-		r.AuthH = &bench
+	if !r.StormAt.IsZero() && recovered.After(r.StormAt) {
+		r.RecoverySeconds = recovered.Sub(r.StormAt).Seconds()
 	}
+	r.Histograms = hists
+	r.Latencies = make(map[string]Summary, len(hists))
+	for k, h := range hists {
+		r.Latencies[k] = h.DurationSummary()
+	}
+	r.Connect, r.PingRTT, r.Auth, r.AuthBench = r.Latencies[HistConnect], r.Latencies[HistPingRTT], r.Latencies[HistAuthPrephase], r.Latencies[HistAuth]
 	r.Server = r.serverFigures()
 }
 
@@ -146,7 +188,7 @@ func (r *Report) scrape(label string) *Scrape {
 // settle) and idle CPU from settled → end.
 func (r *Report) serverFigures() *ServerFigures {
 	before, ramped := r.scrape("before"), r.scrape("ramped")
-	if before == nil || ramped == nil || r.Scenario == "auth" {
+	if before == nil || ramped == nil || r.Scenario == "auth" || r.Scenario == "churn" {
 		return nil
 	}
 	after, at := r.scrape("settled"), "settled"
@@ -173,6 +215,11 @@ func (r *Report) serverFigures() *ServerFigures {
 		if f.IdleWindowSeconds > 0 {
 			f.IdleCPUPercentOfCore = 100 * f.IdleCPUSeconds / f.IdleWindowSeconds
 			f.IdleCPUPerSocketMicro = 1e6 * f.IdleCPUSeconds / f.IdleWindowSeconds / n
+			beats := v(idleTo, mPings) - v(idleFrom, mPings) + v(idleTo, mMessagesIn) - v(idleFrom, mMessagesIn)
+			f.HeartbeatsPerSecond = beats / f.IdleWindowSeconds
+			if beats > 0 {
+				f.CPUPerHeartbeatMicro = 1e6 * f.IdleCPUSeconds / beats
+			}
 		}
 	}
 	return f
@@ -196,9 +243,24 @@ func (r *Report) WriteTable(w io.Writer) {
 	if r.Rate > 0 {
 		rate = fmt.Sprintf("%.0f/s", r.Rate)
 	}
-	row("plan", "%d clients, %d in flight, rate %s, hold %s, settle %s, ping every %s", r.Clients, r.InFlight, rate, r.Hold, r.Settle, r.PingInterval)
+	plan := fmt.Sprintf("%d clients, %d in flight, rate %s", r.Clients, r.InFlight, rate)
+	switch r.Scenario {
+	case "hold":
+		plan += fmt.Sprintf(", hold %s, settle %s, ping every %s", r.Hold, r.Settle, r.PingInterval)
+	case "logout", "storm":
+		plan += fmt.Sprintf(", hold %s, ping every %s", r.Hold, r.PingInterval)
+	case "disconnect":
+		plan += fmt.Sprintf(", ping every %s", r.PingInterval)
+	}
+	row("plan", "%s", plan)
+	if r.Users > 0 {
+		row("accounts", "%d, shared by the clients", r.Users)
+	}
 	lat := func(s Summary) string {
 		return fmt.Sprintf("p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms (n=%d)", s.P50, s.P90, s.P99, s.P999, s.Max, s.Count)
+	}
+	if r.Scenario == "churn" {
+		row("plan", "churn: %d sockets opened at %.0f/s, each closed after %s", r.Ops, r.Rate, r.Lifetime)
 	}
 	if r.Scenario == "auth" {
 		row("devices authed", "%d", r.Authed)
@@ -206,12 +268,30 @@ func (r *Report) WriteTable(w io.Writer) {
 		row("auth latency", "%s", lat(r.AuthBench))
 	} else {
 		row("authed (pre-phase)", "%d  (%s)", r.Authed, lat(r.Auth))
-		row("connected", "%d of %d, dropped %d", r.Connected, r.Clients, r.Dropped)
+		if r.Scenario == "churn" {
+			row("connected", "%d of %d sockets, dropped %d", r.Connected, r.Ops, r.Dropped)
+		} else {
+			row("connected", "%d of %d, dropped %d", r.Connected, r.Clients, r.Dropped)
+		}
 		row("connect rate", "%.0f /s over %.2f s", r.ConnectRate, r.RampSeconds)
 		row("connect latency", "%s", lat(r.Connect))
 		if r.PingRTT.Count > 0 || r.PingsSent > 0 {
 			row("ping rtt", "%s; sent %d", lat(r.PingRTT), r.PingsSent)
 		}
+	}
+	for _, k := range []string{HistStatusUpdate, HistStatusFollow, HistClose, HistLogout, HistRefused, HistReconnect, HistDisconnectAPI, HistDisconnect} {
+		if s, ok := r.Latencies[k]; ok && s.Count > 0 {
+			row(strings.ReplaceAll(k, "_", " ")+" latency", "%s", lat(s))
+		}
+	}
+	if len(r.Counts) > 0 {
+		row("counts", "%s", fmtCounts(r.Counts))
+	}
+	if r.ActSeconds > 0 {
+		row(r.Scenario+" phase", "%.2f s", r.ActSeconds)
+	}
+	if !r.StormAt.IsZero() {
+		row("storm", "%s at +%.1f s; last reconnect %.2f s later", r.StormSignal, r.StormAt.Sub(r.Started).Seconds(), r.RecoverySeconds)
 	}
 	row("errors", "%d %s", r.ErrorCount, fmtCounts(r.Errors))
 	if len(r.CloseCodes) > 0 {
@@ -227,6 +307,9 @@ func (r *Report) WriteTable(w io.Writer) {
 		row("server cpu per connect", "%.1f µs", f.RampCPUPerConnect*1e6)
 		if f.IdleWindowSeconds > 0 {
 			row("idle cpu", "%.3f %% of a core (%.2f s over %.0f s; %.3f µs per socket-second)", f.IdleCPUPercentOfCore, f.IdleCPUSeconds, f.IdleWindowSeconds, f.IdleCPUPerSocketMicro)
+			if f.HeartbeatsPerSecond > 0 {
+				row("cpu per heartbeat", "%.1f µs (%.0f heartbeats/s: server pings + envelopes in)", f.CPUPerHeartbeatMicro, f.HeartbeatsPerSecond)
+			}
 		}
 	}
 	for _, n := range r.Notes {

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +22,7 @@ import (
 
 // Config is one run of a scenario.
 type Config struct {
-	Scenario string // "hold", "connect" or "auth"
+	Scenario string // one of Scenarios
 	// Targets are the nodes' API base URLs (http://127.0.0.1:7350); clients spread over them.
 	Targets []string
 	// MetricsURLs are the nodes' /metrics URLs (any order, any number; empty: no server figures).
@@ -60,14 +61,56 @@ type Config struct {
 	AllowRemote bool
 	// Progress, when set, receives a one-line status about every second.
 	Progress func(line string)
+
+	// Duration is how long churn opens sockets at Rate (Rate × Duration sockets in all);
+	// Lifetime is how long each of them stays open (default 1s).
+	Duration time.Duration
+	Lifetime time.Duration
+	// Status, when set, is sent as each client's status_update after it connects; Follow is
+	// how many other clients each client follows with status_follow (friends within a worker).
+	Status string
+	Follow int
+	// StormPID is the gateway process the storm scenario stops StormAfter (default 1s) after
+	// the ramp, with StormSignal: "kill" (SIGKILL, default) or "term" (SIGTERM: a graceful
+	// drain). Hold is then the window in which its clients reconnect to the other targets,
+	// with a full-jitter exponential backoff from BackoffMin (100ms) to BackoffMax (5s),
+	// giving up after ReconnectFor (30s).
+	StormPID     int
+	StormSignal  string
+	StormAfter   time.Duration
+	BackoffMin   time.Duration
+	BackoffMax   time.Duration
+	ReconnectFor time.Duration
+	// APITarget is the node whose server API the disconnect scenario calls (default: the last
+	// target, so that with several targets the call crosses nodes), with HTTPKey as Bearer
+	// (default "defaulthttpkey"); DisconnectBy is "session", "user" or "both" (default:
+	// alternate by client).
+	APITarget    string
+	HTTPKey      string
+	DisconnectBy string
+	// Users > 0 makes the clients share that many accounts (client i authenticates user i mod
+	// Users' device, each with a token of its own); 0: an account per client.
+	Users int
+	// ActRate and ActInFlight pace the logout and disconnect actions: calls per second over the
+	// run and calls at once (default: Rate and InFlight). One call at a time at a modest rate
+	// measures an idle cluster; the defaults measure a burst.
+	ActRate     float64
+	ActInFlight int
+	// ScrapeInterval is how often the timeline reads the targets' /metrics (RSS and sockets
+	// over time); 0 means 2s, negative disables. Client counts are sampled every 250ms.
+	ScrapeInterval time.Duration
 }
+
+// Scenarios are the scenarios Run knows.
+var Scenarios = []string{"hold", "connect", "auth", "churn", "logout", "storm", "disconnect"}
 
 // Validate checks c and fills defaults.
 func (c *Config) Validate() error {
-	switch c.Scenario {
-	case "hold", "connect", "auth":
-	default:
-		return fmt.Errorf("unknown scenario %q (hold, connect, auth)", c.Scenario)
+	if !slices.Contains(Scenarios, c.Scenario) {
+		return fmt.Errorf("unknown scenario %q (%s)", c.Scenario, strings.Join(Scenarios, ", "))
+	}
+	if err := c.validateScenario(); err != nil {
+		return err
 	}
 	if len(c.Targets) == 0 {
 		return errors.New("at least one target is required")
@@ -90,8 +133,8 @@ func (c *Config) Validate() error {
 	if c.Workers > 1 && c.WorkerCommand == nil {
 		return errors.New("workers > 1 needs a worker command")
 	}
-	if c.Rate < 0 || c.Hold < 0 || c.Settle < 0 || c.PingInterval < 0 {
-		return errors.New("rate, hold, settle and ping interval must not be negative")
+	if c.Rate < 0 || c.Hold < 0 || c.Settle < 0 || c.PingInterval < 0 || c.Follow < 0 {
+		return errors.New("rate, hold, settle, ping interval and follow must not be negative")
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
@@ -112,6 +155,18 @@ func (c *Config) Validate() error {
 		}
 		c.Targets[i] = t
 		if err := checkTarget(t, c.AllowRemote); err != nil {
+			return err
+		}
+	}
+	if c.Scenario == "disconnect" {
+		if c.APITarget == "" {
+			c.APITarget = c.Targets[len(c.Targets)-1]
+		}
+		c.APITarget = strings.TrimSuffix(c.APITarget, "/")
+		if !strings.Contains(c.APITarget, "://") {
+			c.APITarget = "http://" + c.APITarget
+		}
+		if err := checkTarget(c.APITarget, c.AllowRemote); err != nil {
 			return err
 		}
 	}
@@ -185,14 +240,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	runID := make([]byte, 4)
 	_, _ = rand.Read(runID)
-	if cfg.Scenario != "hold" {
+	if !cfg.keepsHold() {
 		cfg.Hold, cfg.Settle, cfg.PingInterval = 0, 0, 0
+	}
+	if cfg.Scenario != "hold" {
+		cfg.Settle = 0
+	}
+	if cfg.Scenario == "disconnect" {
+		cfg.Hold = 0 // the sockets end with the action
+	}
+	ops := 0
+	if cfg.Scenario == "churn" {
+		ops = cfg.churnOps()
 	}
 	rep := &Report{Scenario: cfg.Scenario, RunID: hex.EncodeToString(runID), Started: time.Now().UTC(), Clients: cfg.Clients,
 		Rate: cfg.Rate, InFlight: cfg.InFlight, Workers: cfg.Workers, Targets: cfg.Targets, PingInterval: cfg.PingInterval.String(),
-		Hold: cfg.Hold.String(), Settle: cfg.Settle.String(), Errors: map[string]int64{}, CloseCodes: map[string]int64{}}
+		Hold: cfg.Hold.String(), Settle: cfg.Settle.String(), Ops: ops, Lifetime: cfg.Lifetime.String(), Status: cfg.Status,
+		Follow: cfg.Follow, StormSignal: cfg.StormSignal, Users: cfg.Users, Errors: map[string]int64{}, CloseCodes: map[string]int64{}}
 	settle := min(cfg.Settle, cfg.Hold)
-	deadline := time.Now().Add(2*cfg.PhaseTimeout + cfg.Hold + time.Minute)
+	deadline := time.Now().Add(3*cfg.PhaseTimeout + cfg.Hold + cfg.Duration + cfg.Lifetime + cfg.StormAfter + time.Minute)
 
 	// Plans: clients and in-flight slots split as evenly as possible.
 	handles := make([]*workerHandle, cfg.Workers)
@@ -205,6 +271,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			PingInterval: cfg.PingInterval, Timeout: cfg.Timeout, ServerKey: cfg.ServerKey, Create: cfg.Create,
 			SourceIPs: cfg.SourceIPs, TokenMaxAge: cfg.TokenMaxAge, Deadline: deadline,
 			Devices: cfg.Devices*(i+1)/cfg.Workers - cfg.Devices*i/cfg.Workers,
+			Ops:     ops*(i+1)/cfg.Workers - ops*i/cfg.Workers, Lifetime: cfg.Lifetime, Status: cfg.Status, Follow: cfg.Follow,
+			BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, ReconnectFor: cfg.ReconnectFor,
+			APITarget: cfg.APITarget, HTTPKey: cfg.HTTPKey, DisconnectBy: cfg.DisconnectBy,
+			Users:       cfg.Users,
+			ActRate:     cfg.ActRate / float64(cfg.Workers),
+			ActInFlight: max(1, cfg.ActInFlight*(i+1)/cfg.Workers-cfg.ActInFlight*i/cfg.Workers),
 		}
 		if cfg.Scenario == "auth" {
 			plan.Devices = max(plan.Devices, 1)
@@ -235,7 +307,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					mu.Lock()
 					progress[i] = ev.Progress
 					mu.Unlock()
-				case "ready", "ramped":
+				case "ready", "ramped", "acted":
 					phaseCh <- ev.Kind
 				case "result":
 					mu.Lock()
@@ -247,8 +319,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	progCtx, stopProg := context.WithCancel(ctx)
 	defer stopProg()
-	if cfg.Progress != nil {
-		go progressLoop(progCtx, cfg, &mu, progress)
+	tl := &timeline{start: time.Now()}
+	var samplers sync.WaitGroup
+	samplers.Add(1)
+	go func() { defer samplers.Done(); progressLoop(progCtx, cfg, &mu, progress, tl) }()
+	if len(cfg.MetricsURLs) > 0 && cfg.ScrapeInterval >= 0 {
+		samplers.Add(1)
+		go func() { defer samplers.Done(); tl.scrapeLoop(progCtx, cfg) }()
 	}
 	waitAll := func(kind string, timeout time.Duration) error {
 		t := time.NewTimer(timeout)
@@ -276,6 +353,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	metricsClient := &http.Client{Timeout: 10 * time.Second}
+	defer metricsClient.CloseIdleConnections()
 	scrape := func(label string) {
 		if len(cfg.MetricsURLs) == 0 {
 			return
@@ -284,8 +362,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for i, u := range cfg.MetricsURLs {
 			s, err := scrapeMetrics(context.WithoutCancel(ctx), metricsClient, u)
 			if err != nil {
-				rep.Notes = append(rep.Notes, fmt.Sprintf("scrape %s (%s): %v", label, u, err))
-				return
+				if cfg.Scenario != "storm" {
+					rep.Notes = append(rep.Notes, fmt.Sprintf("scrape %s (%s): %v", label, u, err))
+					return
+				}
+				// The stopped node does not answer: the sum is over the others.
+				rep.Notes = append(rep.Notes, fmt.Sprintf("scrape %s: %s did not answer", label, u))
 			}
 			ss[i] = s
 		}
@@ -300,13 +382,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		runErr = waitAll("ramped", cfg.PhaseTimeout)
 		rep.RampSeconds = time.Since(rampStart).Seconds()
 		scrape("ramped")
-		if runErr == nil && cfg.Hold > 0 {
-			sleepCtx(ctx, time.Until(rampStart.Add(time.Duration(rep.RampSeconds*float64(time.Second))).Add(settle)))
-			scrape("settled")
-			if cfg.Hold > settle {
-				sleepCtx(ctx, cfg.Hold-settle)
-				scrape("end")
-			}
+		if runErr == nil {
+			runErr = afterRamp(ctx, cfg, rep, rampStart, settle, scrape, send, waitAll)
 		}
 	}
 	send(cmdStop)
@@ -325,22 +402,75 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	fan.Wait()
 	stopProg()
+	samplers.Wait()
+	rep.TimelineStart, rep.Timeline, rep.ServerTimeline = tl.start, tl.samples, tl.server
 	if ctx.Err() != nil {
 		rep.Notes = append(rep.Notes, "interrupted: "+ctx.Err().Error())
+	}
+	if rep.coordinator != nil {
+		results = append(results, rep.coordinator)
 	}
 	rep.finish(results)
 	return rep, runErr
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+// afterRamp runs the scenario's part after the ramp: the hold's settle and end readings, the
+// logout and disconnect actions, the storm's stop of a node and its window.
+func afterRamp(ctx context.Context, cfg Config, rep *Report, rampStart time.Time, settle time.Duration,
+	scrape func(string), send func(string), waitAll func(string, time.Duration) error) error {
+	switch cfg.Scenario {
+	case "hold":
+		if cfg.Hold > 0 {
+			sleepCtx(ctx, time.Until(rampStart.Add(time.Duration(rep.RampSeconds*float64(time.Second))).Add(settle)))
+			scrape("settled")
+			if cfg.Hold > settle {
+				sleepCtx(ctx, cfg.Hold-settle)
+				scrape("end")
+			}
+		}
+	case "logout", "disconnect":
+		actStart := time.Now()
+		var err error
+		if cfg.Scenario == "disconnect" && cfg.DisconnectBy == "user-wide" {
+			err = userWideDisconnect(ctx, cfg, rep, send, waitAll)
+		} else {
+			send(cmdAct)
+			err = waitAll("acted", cfg.PhaseTimeout)
+		}
+		rep.ActSeconds = time.Since(actStart).Seconds()
+		scrape("acted")
+		if err != nil {
+			return err
+		}
+		if cfg.Hold > 0 { // logout: the held sockets must stay open through it
+			sleepCtx(ctx, cfg.Hold)
+			scrape("end")
+		}
+	case "storm":
+		sleepCtx(ctx, cfg.StormAfter)
+		if err := signalProcess(cfg.StormPID, cfg.StormSignal); err != nil {
+			return fmt.Errorf("storm: stop pid %d: %w", cfg.StormPID, err)
+		}
+		rep.StormAt = time.Now()
+		scrape("storm")
+		sleepCtx(ctx, cfg.Hold)
+		scrape("end")
+	}
+	return nil
+}
+
+// sleepCtx sleeps d or until ctx ends; it reports whether the whole d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
-		return
+		return ctx.Err() == nil
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return false
 	case <-t.C:
+		return true
 	}
 }
 
@@ -433,22 +563,30 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	})
 }
 
-var phaseRank = map[string]int{"auth": 0, "ramp": 1, "auth-bench": 1, "hold": 2, "close": 3, "done": 4}
+var phaseRank = map[string]int{"auth": 0, "ramp": 1, "churn": 1, "auth-bench": 1, "hold": 2, "act": 2, "close": 3, "done": 4}
 
-// progressLoop prints the merged progress of the workers every second.
-func progressLoop(ctx context.Context, cfg Config, mu *sync.Mutex, progress []*Progress) {
-	t := time.NewTicker(time.Second)
+// sampleEvery is the period of the timeline's client samples (and of the workers' progress
+// events); the progress line is printed every progressEvery.
+const (
+	sampleEvery   = 250 * time.Millisecond
+	progressEvery = time.Second
+)
+
+// progressLoop samples the merged progress of the workers into the timeline every sampleEvery
+// and prints it every progressEvery.
+func progressLoop(ctx context.Context, cfg Config, mu *sync.Mutex, progress []*Progress, tl *timeline) {
+	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	start := time.Now()
 	var lastConn int64
 	lastAt := start
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		var authed, conn, open, errs int64
+		var authed, conn, open, errs, dropped int64
 		var h Histogram
 		phase := ""
 		mu.Lock()
@@ -460,6 +598,7 @@ func progressLoop(ctx context.Context, cfg Config, mu *sync.Mutex, progress []*P
 			conn += p.Connected
 			open += p.Open
 			errs += p.Errors
+			dropped += p.Dropped
 			h.Merge(p.Connect)
 			if phase == "" || phaseRank[p.Phase] < phaseRank[phase] {
 				phase = p.Phase
@@ -467,6 +606,10 @@ func progressLoop(ctx context.Context, cfg Config, mu *sync.Mutex, progress []*P
 		}
 		mu.Unlock()
 		now := time.Now()
+		tl.add(Sample{T: now.Sub(tl.start).Seconds(), Phase: phase, Open: open, Connected: conn, Errors: errs, Dropped: dropped})
+		if cfg.Progress == nil || tick%int(progressEvery/sampleEvery) != 0 {
+			continue
+		}
 		count := conn
 		if cfg.Scenario == "auth" {
 			count = int64(h.Count())
@@ -477,7 +620,11 @@ func progressLoop(ctx context.Context, cfg Config, mu *sync.Mutex, progress []*P
 		if cfg.Scenario == "auth" {
 			what = "requests"
 		}
-		cfg.Progress(fmt.Sprintf("%6.0fs %-10s authed %d  %s %d/%d  open %d  %.0f/s  errors %d  p99 %.2f ms",
-			now.Sub(start).Seconds(), phase, authed, what, count, cfg.Clients, open, rate, errs, float64(h.Percentile(99))/1e6))
+		total := cfg.Clients
+		if cfg.Scenario == "churn" {
+			total = cfg.churnOps()
+		}
+		cfg.Progress(fmt.Sprintf("%6.0fs %-10s authed %d  %s %d/%d  open %d  %.0f/s  errors %d  dropped %d  p99 %.2f ms",
+			now.Sub(start).Seconds(), phase, authed, what, count, total, open, rate, errs, dropped, float64(h.Percentile(99))/1e6))
 	}
 }

@@ -1,22 +1,16 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // WorkerPlan is one worker's share of a run: the clients [First, First+Count) of the run, at
@@ -38,17 +32,43 @@ type WorkerPlan struct {
 	TokenMaxAge  time.Duration `json:"token_max_age"` // re-authenticate before connecting with an older token
 	Devices      int           `json:"devices"`       // auth scenario: distinct existing devices
 	Deadline     time.Time     `json:"deadline"`      // the worker gives up and reports by then
+
+	// Churn: Ops sockets are opened at Rate, each closed by the client after Lifetime.
+	Ops      int           `json:"ops"`
+	Lifetime time.Duration `json:"lifetime"`
+	// Status, when set, is each client's status_update right after its first pong; Follow is
+	// how many other clients of this worker each client follows (status_follow) after that.
+	Status string `json:"status"`
+	Follow int    `json:"follow"`
+	// Storm: a client whose socket drops reconnects to the next target after a jittered
+	// exponential backoff (full jitter over [0, min(BackoffMax, BackoffMin·2^attempt)]), for at
+	// most ReconnectFor.
+	BackoffMin   time.Duration `json:"backoff_min"`
+	BackoffMax   time.Duration `json:"backoff_max"`
+	ReconnectFor time.Duration `json:"reconnect_for"`
+	// Disconnect: the server API is called on APITarget with HTTPKey; DisconnectBy is
+	// "session", "user" or "both" (alternating by client).
+	APITarget    string `json:"api_target"`
+	HTTPKey      string `json:"http_key"`
+	DisconnectBy string `json:"disconnect_by"`
+	// Users > 0: the clients share that many accounts (client i is user i mod Users).
+	Users int `json:"users"`
+	// ActRate and ActInFlight pace the logout and disconnect calls.
+	ActRate     float64 `json:"act_rate"`
+	ActInFlight int     `json:"act_in_flight"`
 }
 
 // Worker commands, sent by the coordinator one per line.
 const (
 	cmdStart = "start" // begin the measured phase (ramp, or auth requests)
+	cmdAct   = "act"   // logout, disconnect: run the scenario's action on the held sockets
+	cmdAbort = "abort" // user-wide disconnect: every call failed, stop waiting for closes
 	cmdStop  = "stop"  // close every socket and report
 )
 
 // Event is what a worker tells the coordinator, one JSON object per line.
 type Event struct {
-	Kind     string        `json:"ev"` // "progress", "ready", "ramped", "result"
+	Kind     string        `json:"ev"` // "progress", "ready", "ramped", "acted", "result"
 	Progress *Progress     `json:"progress,omitempty"`
 	Result   *WorkerResult `json:"result,omitempty"`
 }
@@ -60,39 +80,59 @@ type Progress struct {
 	Connected int64      `json:"connected"`
 	Open      int64      `json:"open"`
 	Errors    int64      `json:"errors"`
+	Dropped   int64      `json:"dropped"`
 	Connect   *Histogram `json:"connect,omitempty"`
 }
 
+// Histogram names: the keys of WorkerResult.Hists and Report.Histograms (all nanoseconds).
+const (
+	HistAuthPrephase  = "auth_prephase"   // pre-phase authenticate
+	HistAuth          = "auth"            // auth scenario's measured requests
+	HistConnect       = "connect"         // dial + upgrade + token check + first pong
+	HistPingRTT       = "ping_rtt"        // envelope ping round trips while holding
+	HistClose         = "close"           // churn: the client's close handshake
+	HistStatusUpdate  = "status_update"   // status_update → its answer
+	HistStatusFollow  = "status_follow"   // status_follow → its answer
+	HistLogout        = "logout"          // POST /v2/session/logout
+	HistRefused       = "logout_refused"  // logout answered → a socket with its token refused on a target
+	HistReconnect     = "reconnect"       // storm: socket lost → connected again elsewhere
+	HistDisconnect    = "disconnect"      // server API call → close frame at the client
+	HistDisconnectAPI = "disconnect_call" // server API call → its answer
+)
+
+// Counter names: the keys of WorkerResult.Counts and Report.Counts.
+const (
+	CountClosed       = "closed_by_client"     // sockets the client closed (churn lifetime, stop)
+	CountStatusEvents = "status_events"        // status_presence_event envelopes received
+	CountLoggedOut    = "logged_out"           // logout requests answered 200
+	CountRefused      = "refused_after_logout" // socket attempts with a logged-out token refused (401)
+	// CountAcceptedAfterLogout is sockets a node still accepted with a logged-out token before
+	// it refused it (revocation not there yet); past refusalBound that is an error.
+	CountAcceptedAfterLogout = "accepted_after_logout"
+	CountReconnected         = "reconnected"        // storm: dropped clients connected again
+	CountAttempts            = "reconnect_attempts" // storm: dials made to reconnect, failures included
+	CountDisconnected        = "disconnected"       // disconnect: sockets closed by the server API
+	CountDisconnectAck       = "disconnect_acked"   // disconnect: sockets the API calls' answers counted
+)
+
 // WorkerResult is everything a worker measured.
 type WorkerResult struct {
-	Index      int              `json:"index"`
-	Clients    int              `json:"clients"`
-	Authed     int64            `json:"authed"`
-	Connected  int64            `json:"connected"`
-	Dropped    int64            `json:"dropped"` // sockets closed by anything but the run's stop
-	Errors     map[string]int64 `json:"errors"`
-	CloseCodes map[string]int64 `json:"close_codes"` // of dropped sockets
-	Auth       *Histogram       `json:"auth"`        // pre-phase authenticate latency (ns)
-	AuthBench  *Histogram       `json:"auth_bench"`  // auth scenario's measured requests (ns)
-	Connect    *Histogram       `json:"connect"`     // upgrade + token check + first pong (ns)
-	PingRTT    *Histogram       `json:"ping_rtt"`    // envelope ping round trips while holding (ns)
-	PingsSent  int64            `json:"pings_sent"`
-	PongsSeen  int64            `json:"pongs_seen"`
-	StartAt    time.Time        `json:"start_at"`  // the measured phase began
-	RampedAt   time.Time        `json:"ramped_at"` // the last connect (or request) finished
-	RampCPU    float64          `json:"ramp_cpu_seconds"`
-	CPUSeconds float64          `json:"cpu_seconds"`
-}
-
-// client is one virtual game client.
-type client struct {
-	idx      int
-	device   string
-	token    string
-	tokenAt  time.Time
-	conn     *websocket.Conn
-	pingSent atomic.Int64 // unix nanos of the outstanding hold ping, 0 when none
-	done     chan struct{}
+	Index       int                   `json:"index"`
+	Clients     int                   `json:"clients"`
+	Authed      int64                 `json:"authed"`
+	Connected   int64                 `json:"connected"`
+	Dropped     int64                 `json:"dropped"` // sockets closed by anything but the client
+	Errors      map[string]int64      `json:"errors"`
+	CloseCodes  map[string]int64      `json:"close_codes"` // of dropped sockets
+	Counts      map[string]int64      `json:"counts"`
+	Hists       map[string]*Histogram `json:"hists"`
+	PingsSent   int64                 `json:"pings_sent"`
+	PongsSeen   int64                 `json:"pongs_seen"`
+	StartAt     time.Time             `json:"start_at"`     // the measured phase began
+	RampedAt    time.Time             `json:"ramped_at"`    // the last connect (or request) finished
+	RecoveredAt time.Time             `json:"recovered_at"` // storm: the last reconnect
+	RampCPU     float64               `json:"ramp_cpu_seconds"`
+	CPUSeconds  float64               `json:"cpu_seconds"`
 }
 
 // worker runs one WorkerPlan.
@@ -103,13 +143,12 @@ type worker struct {
 	dial    *http.Client
 	authHdr string
 
-	mu         sync.Mutex
-	errs       map[string]int64
-	closeCodes map[string]int64
-	authH      Histogram
-	benchH     Histogram
-	connectH   Histogram
-	rttH       Histogram
+	mu          sync.Mutex
+	errs        map[string]int64
+	closeCodes  map[string]int64
+	counts      map[string]int64
+	hists       map[string]*Histogram
+	recoveredAt time.Time
 
 	phase     atomic.Value // string
 	authed    atomic.Int64
@@ -123,23 +162,22 @@ type worker struct {
 
 	clients []*client
 	readers sync.WaitGroup
+	// holdCtx ends when the worker is told to stop; reconnects and churn closes run under it.
+	holdCtx context.Context
+
+	liveMu sync.Mutex
+	live   map[*sock]struct{}
 
 	slotMu sync.Mutex
 	slots  [][]*client
 	nextSl int
 }
 
-const pingTick = 100 * time.Millisecond
-
-var (
-	firstPing = []byte(`{"cid":"1","ping":{}}`)
-	holdPing  = []byte(`{"cid":"2","ping":{}}`)
-)
-
 // RunWorker runs plan: it authenticates its clients (the pre-phase), emits "ready", waits for
-// cmdStart, runs the measured phase, emits "ramped", waits for cmdStop (or the end of cmds),
-// closes its sockets and emits "result". It returns when the result has been emitted; ctx ends
-// it early (the result is still emitted).
+// cmdStart, runs the measured phase, emits "ramped", runs the scenario's action on each
+// cmdAct (emitting "acted"), waits for cmdStop (or the end of cmds), closes its sockets and
+// emits "result". It returns when the result has been emitted; ctx ends it early (the result
+// is still emitted).
 func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit func(Event)) error {
 	if plan.Count < 0 || plan.InFlight < 1 || len(plan.Targets) == 0 {
 		return fmt.Errorf("invalid worker plan: count %d, in flight %d, %d targets", plan.Count, plan.InFlight, len(plan.Targets))
@@ -152,7 +190,8 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 		ctx, cancel = context.WithDeadline(ctx, plan.Deadline)
 		defer cancel()
 	}
-	w := &worker{plan: plan, emit: emit, errs: map[string]int64{}, closeCodes: map[string]int64{}}
+	w := &worker{plan: plan, emit: emit, errs: map[string]int64{}, closeCodes: map[string]int64{}, counts: map[string]int64{},
+		hists: map[string]*Histogram{}, live: map[*sock]struct{}{}}
 	w.phase.Store("auth")
 	w.authHdr = "Basic " + base64.StdEncoding.EncodeToString([]byte(plan.ServerKey+":"))
 	var srcN atomic.Uint64
@@ -173,8 +212,11 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 	defer func() {
 		w.mu.Lock()
 		res.Authed, res.Connected, res.Dropped = w.authed.Load(), w.connected.Load(), w.dropped.Load()
-		res.Errors, res.CloseCodes = w.errs, w.closeCodes
-		res.Auth, res.AuthBench, res.Connect, res.PingRTT = w.authH.Clone(), w.benchH.Clone(), w.connectH.Clone(), w.rttH.Clone()
+		res.Errors, res.CloseCodes, res.Counts, res.RecoveredAt = w.errs, w.closeCodes, w.counts, w.recoveredAt
+		res.Hists = make(map[string]*Histogram, len(w.hists))
+		for k, h := range w.hists {
+			res.Hists[k] = h.Clone()
+		}
 		w.mu.Unlock()
 		res.PingsSent, res.PongsSeen = w.pingsSent.Load(), w.pongsSeen.Load()
 		res.CPUSeconds = processCPUSeconds() - cpu0
@@ -193,17 +235,17 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 	}
 	w.clients = make([]*client, nAuth)
 	for i := range w.clients {
-		w.clients[i] = &client{idx: plan.First + i, device: fmt.Sprintf("lt-%s-%08d", plan.RunID, plan.First+i), done: make(chan struct{})}
+		idx := plan.First + i
+		w.clients[i] = &client{idx: idx, target: idx % len(plan.Targets), device: deviceID(plan.RunID, idx, plan.Users)}
 	}
 	w.forEach(ctx, len(w.clients), 0, func(ctx context.Context, i int) {
 		c := w.clients[i]
 		t0 := time.Now()
-		if tok, err := w.authenticate(ctx, c.device, plan.Create || plan.Scenario == "auth"); err == nil {
-			c.token, c.tokenAt = tok, time.Now()
+		if err := w.login(ctx, c, plan.Targets[0], plan.Create || plan.Scenario == "auth"); err == nil {
+			tok, at := c.session()
+			c.userID = tokenUserID(tok)
 			w.authed.Add(1)
-			w.mu.Lock()
-			w.authH.RecordDuration(c.tokenAt.Sub(t0))
-			w.mu.Unlock()
+			w.record(HistAuthPrephase, at.Sub(t0))
 		}
 	})
 	emit(Event{Kind: "ready"})
@@ -216,16 +258,15 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 	rampCPU0 := processCPUSeconds()
 	holdCtx, endHold := context.WithCancel(ctx)
 	defer endHold()
+	w.holdCtx = holdCtx
 	switch plan.Scenario {
 	case "auth":
 		w.phase.Store("auth-bench")
 		w.forEach(ctx, plan.Count, plan.Rate, func(ctx context.Context, i int) {
 			c := w.clients[i%len(w.clients)]
 			t0 := time.Now()
-			if _, err := w.authenticate(ctx, c.device, false); err == nil {
-				w.mu.Lock()
-				w.benchH.RecordDuration(time.Since(t0))
-				w.mu.Unlock()
+			if _, err := w.authenticate(ctx, plan.Targets[0], c.device, false); err == nil {
+				w.record(HistAuth, time.Since(t0))
 			}
 		})
 		res.RampedAt = time.Now()
@@ -233,21 +274,40 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 		w.phase.Store("done")
 		emit(Event{Kind: "ramped"})
 		return nil
-	default: // hold, connect
+	case "churn":
+		w.phase.Store("churn")
+		w.churn(ctx)
+	default: // hold, connect, logout, storm, disconnect
 		w.phase.Store("ramp")
 		if plan.PingInterval > 0 {
 			w.slots = make([][]*client, max(1, int(plan.PingInterval/pingTick)))
 			go w.pinger(holdCtx)
 		}
+		w.prepareFollows()
 		w.forEach(ctx, len(w.clients), plan.Rate, func(ctx context.Context, i int) {
-			w.connect(ctx, w.clients[i])
+			c := w.clients[i]
+			if s := w.connect(ctx, c); s != nil {
+				w.addToSlot(c)
+				w.startReader(s)
+			}
 		})
-		res.RampedAt = time.Now()
-		res.RampCPU = processCPUSeconds() - rampCPU0
-		w.phase.Store("hold")
-		emit(Event{Kind: "ramped"})
 	}
-	waitCmd(ctx, cmds, cmdStop)
+	res.RampedAt = time.Now()
+	res.RampCPU = processCPUSeconds() - rampCPU0
+	w.phase.Store("hold")
+	emit(Event{Kind: "ramped"})
+	for stop := false; !stop; {
+		cmd, ok := nextCmd(ctx, cmds)
+		if !ok || cmd == cmdStop {
+			break
+		}
+		if name, arg, _ := strings.Cut(cmd, " "); name == cmdAct {
+			w.phase.Store("act")
+			stop = w.act(ctx, arg, cmds)
+			w.phase.Store("hold")
+			emit(Event{Kind: "acted"})
+		}
+	}
 	w.phase.Store("close")
 	endHold()
 	w.closeAll()
@@ -255,20 +315,54 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 	return nil
 }
 
+// act runs the scenario's action on the held sockets (cmdAct, with its argument). It reports
+// true when cmdStop (or the end of cmds) came meanwhile.
+func (w *worker) act(ctx context.Context, arg string, cmds <-chan string) bool {
+	switch {
+	case w.plan.Scenario == "logout":
+		w.logoutAll(ctx)
+	case w.plan.Scenario == "disconnect" && w.plan.DisconnectBy == "user-wide":
+		callAt, err := strconv.ParseInt(arg, 10, 64)
+		if err != nil {
+			w.countErr("bad_act_command")
+			return false
+		}
+		return w.awaitUserWide(ctx, time.Unix(0, callAt), cmds)
+	case w.plan.Scenario == "disconnect":
+		w.disconnectAll(ctx)
+	}
+	return false
+}
+
+// deviceID is client idx's device: its own, or with users > 0 that of its user (idx mod
+// users), so that clients share accounts.
+func deviceID(runID string, idx, users int) string {
+	if users > 0 {
+		return fmt.Sprintf("lt-%s-u%08d", runID, idx%users)
+	}
+	return fmt.Sprintf("lt-%s-%08d", runID, idx)
+}
+
 // waitCmd waits for cmd; it reports false if ctx ended or cmds closed first.
 func waitCmd(ctx context.Context, cmds <-chan string, cmd string) bool {
 	for {
-		select {
-		case <-ctx.Done():
+		c, ok := nextCmd(ctx, cmds)
+		if !ok {
 			return false
-		case c, ok := <-cmds:
-			if !ok {
-				return false
-			}
-			if c == cmd {
-				return true
-			}
 		}
+		if c == cmd {
+			return true
+		}
+	}
+}
+
+// nextCmd is the next command; false when ctx ended or cmds closed.
+func nextCmd(ctx context.Context, cmds <-chan string) (string, bool) {
+	select {
+	case <-ctx.Done():
+		return "", false
+	case c, ok := <-cmds:
+		return c, ok
 	}
 }
 
@@ -276,10 +370,15 @@ func waitCmd(ctx context.Context, cmds <-chan string, cmd string) bool {
 // goroutines and their grown stacks are reused) and, when rate > 0, starts call i no earlier
 // than i/rate seconds after the start. It returns when every call has returned.
 func (w *worker) forEach(ctx context.Context, n int, rate float64, fn func(context.Context, int)) {
+	w.forEachN(ctx, n, rate, w.plan.InFlight, fn)
+}
+
+// forEachN is forEach on par goroutines.
+func (w *worker) forEachN(ctx context.Context, n int, rate float64, par int, fn func(context.Context, int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range min(w.plan.InFlight, n) {
+	for range min(max(par, 1), n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -317,243 +416,27 @@ func (w *worker) countErr(kind string) {
 	w.mu.Unlock()
 }
 
-// authenticate POSTs a device authentication and returns the session token.
-func (w *worker) authenticate(ctx context.Context, device string, create bool) (string, error) {
-	target := w.plan.Targets[0]
-	u := target + "/v2/account/authenticate/device?create=" + fmt.Sprint(create)
-	body, _ := json.Marshal(map[string]string{"id": device})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		w.countErr("auth_request")
-		return "", err
-	}
-	req.Header.Set("Authorization", w.authHdr)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := w.http.Do(req)
-	if err != nil {
-		if ctx.Err() == nil {
-			w.countErr("auth_transport")
-		}
-		return "", err
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64*1024))
-	resp.Body.Close()
-	if err != nil {
-		w.countErr("auth_transport")
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		w.countErr(fmt.Sprintf("auth_http_%d", resp.StatusCode))
-		return "", fmt.Errorf("authenticate: %s", resp.Status)
-	}
-	var out struct {
-		Token string `json:"token"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil || out.Token == "" {
-		w.countErr("auth_bad_response")
-		return "", errors.New("authenticate: no token in response")
-	}
-	return out.Token, nil
-}
-
-// wsURL is target's socket URL for token.
-func wsURL(target, token string) string {
-	u := strings.Replace(strings.Replace(target, "https://", "wss://", 1), "http://", "ws://", 1)
-	return u + "/ws?format=json&token=" + url.QueryEscape(token)
-}
-
-// connect opens c's socket, sends the first envelope ping and waits for its pong (the connect
-// time), then keeps reading on this goroutine until the socket closes.
-func (w *worker) connect(ctx context.Context, c *client) {
-	if c.token == "" {
-		return // the pre-phase could not authenticate it (counted there)
-	}
-	if w.plan.TokenMaxAge > 0 && time.Since(c.tokenAt) > w.plan.TokenMaxAge {
-		tok, err := w.authenticate(ctx, c.device, w.plan.Create)
-		if err != nil {
-			return
-		}
-		c.token, c.tokenAt = tok, time.Now()
-	}
-	target := w.plan.Targets[c.idx%len(w.plan.Targets)]
-	cctx, cancel := context.WithTimeout(ctx, w.plan.Timeout)
-	defer cancel()
-	t0 := time.Now()
-	conn, resp, err := websocket.Dial(cctx, wsURL(target, c.token), &websocket.DialOptions{HTTPClient: w.dial, CompressionMode: websocket.CompressionDisabled})
-	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-		case resp != nil:
-			w.countErr(fmt.Sprintf("dial_http_%d", resp.StatusCode))
-		case cctx.Err() != nil:
-			w.countErr("dial_timeout")
-		default:
-			w.countErr("dial_error")
-		}
-		return
-	}
-	fail := func(kind string) {
-		if ctx.Err() == nil {
-			w.countErr(kind)
-		}
-		conn.CloseNow()
-	}
-	if err := conn.Write(cctx, websocket.MessageText, firstPing); err != nil {
-		fail("first_ping_write")
-		return
-	}
-	for {
-		typ, msg, err := conn.Read(cctx)
-		if err != nil {
-			if cctx.Err() != nil && ctx.Err() == nil {
-				fail("first_pong_timeout")
-			} else {
-				fail("first_pong_read")
-			}
-			return
-		}
-		if typ == websocket.MessageText && bytes.Contains(msg, []byte(`"pong"`)) {
-			break
-		}
-		if bytes.Contains(msg, []byte(`"error"`)) {
-			fail("envelope_error")
-			return
-		}
-	}
-	d := time.Since(t0)
-	cancel()
-	c.conn = conn
+func (w *worker) count(name string, n int64) {
 	w.mu.Lock()
-	w.connectH.RecordDuration(d)
+	w.counts[name] += n
 	w.mu.Unlock()
-	w.connected.Add(1)
-	w.open.Add(1)
-	w.addToSlot(c)
-	w.readers.Add(1)
-	go w.read(c) // the socket's one goroutine; this one returns to the ramp
 }
 
-// read is c's reader while holding: it answers WebSocket pings (coder/websocket does so while
-// a Read is pending), times hold pings, and counts the socket's end.
-func (w *worker) read(c *client) {
-	defer w.readers.Done()
-	defer close(c.done)
-	defer w.open.Add(-1)
-	for {
-		typ, msg, err := c.conn.Read(context.Background())
-		if err != nil {
-			if !w.stopping.Load() {
-				w.dropped.Add(1)
-				w.nErrors.Add(1)
-				code := "none"
-				if s := websocket.CloseStatus(err); s != -1 {
-					code = fmt.Sprint(int(s))
-				}
-				w.mu.Lock()
-				w.closeCodes[code]++
-				w.errs["dropped"]++
-				w.mu.Unlock()
-			}
-			c.conn.CloseNow()
-			return
-		}
-		if typ == websocket.MessageText && bytes.Contains(msg, []byte(`"pong"`)) {
-			if sent := c.pingSent.Swap(0); sent != 0 {
-				w.pongsSeen.Add(1)
-				rtt := time.Now().UnixNano() - sent
-				w.mu.Lock()
-				w.rttH.Record(rtt)
-				w.mu.Unlock()
-			}
-		}
+// record adds d to the histogram name.
+func (w *worker) record(name string, d time.Duration) {
+	w.mu.Lock()
+	h := w.hists[name]
+	if h == nil {
+		h = &Histogram{}
+		w.hists[name] = h
 	}
+	h.RecordDuration(d)
+	w.mu.Unlock()
 }
 
-// addToSlot schedules c's hold pings: clients are spread over PingInterval in pingTick slots.
-func (w *worker) addToSlot(c *client) {
-	if w.slots == nil {
-		return
-	}
-	w.slotMu.Lock()
-	w.slots[w.nextSl] = append(w.slots[w.nextSl], c)
-	w.nextSl = (w.nextSl + 1) % len(w.slots)
-	w.slotMu.Unlock()
-}
-
-// pinger sends every held socket an envelope ping each PingInterval, one slot per tick: the
-// clients need no timer or goroutine of their own for it.
-func (w *worker) pinger(ctx context.Context) {
-	t := time.NewTicker(pingTick)
-	defer t.Stop()
-	slot := 0
-	var batch []*client
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		w.slotMu.Lock()
-		batch = append(batch[:0], w.slots[slot]...)
-		w.slotMu.Unlock()
-		slot = (slot + 1) % len(w.slots)
-		for _, c := range batch {
-			if ctx.Err() != nil {
-				return
-			}
-			select {
-			case <-c.done:
-				continue
-			default:
-			}
-			if c.pingSent.Load() != 0 {
-				w.countErr("ping_unanswered") // the previous ping got no pong within the interval
-			}
-			c.pingSent.Store(time.Now().UnixNano())
-			wctx, cancel := context.WithTimeout(ctx, w.plan.Timeout)
-			err := c.conn.Write(wctx, websocket.MessageText, holdPing)
-			cancel()
-			if err == nil {
-				w.pingsSent.Add(1)
-			}
-		}
-	}
-}
-
-// closeAll closes every open socket with a normal closure, 256 at a time, and waits for the
-// readers.
-func (w *worker) closeAll() {
-	w.stopping.Store(true)
-	sem := make(chan struct{}, 256)
-	var wg sync.WaitGroup
-	for _, c := range w.clients {
-		if c.conn == nil {
-			continue
-		}
-		select {
-		case <-c.done:
-			continue
-		default:
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			_ = c.conn.Close(websocket.StatusNormalClosure, "load test done")
-		}()
-	}
-	wg.Wait()
-	done := make(chan struct{})
-	go func() { w.readers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-	}
-}
-
-// progressLoop emits a progress event every 500ms.
+// progressLoop emits a progress event every sampleEvery.
 func (w *worker) progressLoop(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -566,12 +449,16 @@ func (w *worker) progressLoop(ctx context.Context) {
 }
 
 func (w *worker) progress() *Progress {
-	w.mu.Lock()
-	h := w.connectH.Clone()
+	name := HistConnect
 	if w.plan.Scenario == "auth" {
-		h = w.benchH.Clone()
+		name = HistAuth
+	}
+	w.mu.Lock()
+	h := &Histogram{}
+	if src := w.hists[name]; src != nil {
+		h = src.Clone()
 	}
 	w.mu.Unlock()
 	return &Progress{Phase: w.phase.Load().(string), Authed: w.authed.Load(), Connected: w.connected.Load(),
-		Open: w.open.Load(), Errors: w.nErrors.Load(), Connect: h}
+		Open: w.open.Load(), Errors: w.nErrors.Load(), Dropped: w.dropped.Load(), Connect: h}
 }
