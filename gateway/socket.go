@@ -197,6 +197,9 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		username: claims.Username,
 		status:   status,
 		done:     make(chan struct{}),
+
+		vars:        claims.Vars,
+		connectedAt: time.Now().UnixNano(),
 	}
 	hw := &hijackCapture{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
