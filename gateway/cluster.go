@@ -132,6 +132,13 @@ func (c *cluster) start(ctx context.Context, addr string) {
 		}
 	}
 	c.heartbeat(ctx)
+	// The other nodes learn of this one now rather than at their next heartbeat, so that its
+	// sockets get their presence events and replacements from the start.
+	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.ClusterTimeout)
+	defer cancel()
+	for _, n := range c.others() {
+		_ = c.x.Cast(ctx, n, opHello, nil)
+	}
 }
 
 // run serves the bus and heartbeats until ctx ends, then leaves the registry.

@@ -24,6 +24,7 @@ const (
 	opPresence          = "presence"
 	opReplaceUser       = "replace_user"
 	opLeave             = "leave"
+	opHello             = "hello"
 )
 
 type disconnectRequest struct {
@@ -131,6 +132,12 @@ func (c *cluster) registerOps() {
 			}
 		}
 		replace(older)
+		return nil, nil
+	})
+	c.x.Handle(opHello, func(_ context.Context, from string, _ json.RawMessage) (any, error) {
+		c.mu.Lock()
+		c.seen[from] = time.Now()
+		c.mu.Unlock()
 		return nil, nil
 	})
 	c.x.Handle(opLeave, func(_ context.Context, from string, _ json.RawMessage) (any, error) {
