@@ -124,6 +124,7 @@ func newCluster(s *Server, cs *ClusterStores) {
 // are removed (their followers get the leaves) and the node is registered.
 func (c *cluster) start(ctx context.Context, addr string) {
 	c.addr = addr
+	c.heartbeat(ctx) // registers, and learns the other nodes for the leaves below
 	if c.cleaner != nil {
 		if n, err := c.cleaner.RemoveNode(ctx, c.node); err != nil {
 			c.s.log.Warn().Err(err).Msg("removing presences of this node's previous run")
@@ -131,7 +132,6 @@ func (c *cluster) start(ctx context.Context, addr string) {
 			c.s.log.Info().Int("presences", n).Msg("removed presences of this node's previous run")
 		}
 	}
-	c.heartbeat(ctx)
 	// The other nodes learn of this one now rather than at their next heartbeat, so that its
 	// sockets get their presence events and replacements from the start.
 	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.ClusterTimeout)
