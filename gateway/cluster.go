@@ -150,7 +150,7 @@ func (c *cluster) run(ctx context.Context) {
 		}
 	})
 	t := time.NewTicker(c.every)
-	gen := c.bus.Generation()
+	var gen uint64 // the first subscription has nothing to restore
 	for {
 		select {
 		case <-ctx.Done():
@@ -168,8 +168,9 @@ func (c *cluster) run(ctx context.Context) {
 		c.expire(ctx)
 		if g := c.bus.Generation(); g != gen {
 			// The bus resubscribed: Redis may have restarted empty.
+			first := gen == 0
 			gen = g
-			if c.cleaner != nil {
+			if c.cleaner != nil && !first {
 				if err := c.cleaner.Republish(ctx); err != nil {
 					c.s.log.Warn().Err(err).Msg("republishing presences")
 				}

@@ -238,8 +238,40 @@ func (r *Redis) RemoveNode(ctx context.Context, node string) (int, error) {
 }
 
 // Republish writes this node's presences to Redis again, after Redis restarted empty. It
-// emits no events (followers saw them when they happened).
+// restores only what is missing (a presence changed meanwhile is newer there) and emits no
+// events (followers saw them when they happened). A session that left while Republish ran is
+// removed again, so no ghost is left behind.
 func (r *Redis) Republish(ctx context.Context) error {
+	all := r.snapshot()
+	if len(all) == 0 {
+		return nil
+	}
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, pr := range all {
+			p.HSetNX(ctx, r.userKey(pr.UserID), pr.SessionID, encodePresence(pr))
+			p.SAdd(ctx, r.nodeKey, indexMember(pr.UserID, pr.SessionID))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("failed to republish presences: %w", err)
+	}
+	now := map[string]bool{}
+	for _, pr := range r.snapshot() {
+		now[pr.SessionID] = true
+	}
+	for _, pr := range all {
+		if !now[pr.SessionID] {
+			if err := leaveScript.Run(ctx, r.client, []string{r.userKey(pr.UserID)}, pr.SessionID, r.node).Err(); err != nil && err != redis.Nil {
+				return fmt.Errorf("failed to remove a presence that left: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// snapshot copies this node's presences.
+func (r *Redis) snapshot() []Presence {
 	var all []Presence
 	for i := range r.local.users {
 		s := &r.local.users[i]
@@ -249,20 +281,7 @@ func (r *Redis) Republish(ctx context.Context) error {
 		}
 		s.mu.RUnlock()
 	}
-	if len(all) == 0 {
-		return nil
-	}
-	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, pr := range all {
-			p.HSet(ctx, r.userKey(pr.UserID), pr.SessionID, encodePresence(pr))
-			p.SAdd(ctx, r.nodeKey, indexMember(pr.UserID, pr.SessionID))
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("failed to republish presences: %w", err)
-	}
-	return nil
+	return all
 }
 
 // Follow implements Tracker (node-local).
