@@ -25,7 +25,9 @@ func busFactories() []busFactory {
 		{"memory", func(*testing.T) func(string) Bus { return NewMemoryNetwork().Bus }},
 		{"redis", func(t *testing.T) func(string) Bus {
 			srv := redisproc.ForTest(t)
-			return func(node string) Bus { return NewRedisBus(redisClient(t, srv.Addr()), RedisBusConfig{Node: node, Prefix: "bt:"}) }
+			return func(node string) Bus {
+				return NewRedisBus(redisClient(t, srv.Addr()), RedisBusConfig{Node: node, Prefix: "bt:"})
+			}
 		}},
 		{"cluster", func(t *testing.T) func(string) Bus {
 			c := redisproc.ClusterForTest(t, 3)
