@@ -185,7 +185,7 @@ func (c *cluster) userSessions(ctx context.Context, userID string) ([]sessionInf
 	out := []sessionInfo{}
 	var failed []string
 	var errs []error
-	for _, res := range c.x.CallAll(ctx, nodes, opUserSessions, disconnectRequest{UserID: userID}) {
+	for _, res := range c.callAll(ctx, nodes, opUserSessions, disconnectRequest{UserID: userID}) {
 		var part []sessionInfo
 		if res.Err == nil {
 			res.Err = json.Unmarshal(res.Reply, &part)

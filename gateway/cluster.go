@@ -80,6 +80,7 @@ type cluster struct {
 	bus      hub.Bus
 	nodes    hub.Registry
 	cleaner  nodeCleaner // nil in embedded mode
+	metrics  *clusterMetrics
 	started  time.Time
 	addr     string
 	every    time.Duration // heartbeat and sweep period
@@ -116,6 +117,7 @@ func newCluster(s *Server, cs *ClusterStores) {
 		s.rt.status.forward = c.forwardPresence
 	}
 	c.x = hub.NewExchange(c.node, c.bus, cfg.ClusterTimeout)
+	c.metrics = newClusterMetrics(s.metrics.Registry, c)
 	c.registerOps()
 	s.cluster = c
 }
@@ -201,6 +203,7 @@ func (c *cluster) expire(ctx context.Context) {
 		return
 	}
 	for _, id := range gone {
+		c.metrics.deadNodes.Inc()
 		c.forget(id)
 		n := 0
 		if c.cleaner != nil {
@@ -291,11 +294,22 @@ func (c *cluster) castOthers(op string, body any) {
 		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ClusterTimeout)
 		defer cancel()
 		for _, n := range others {
-			if err := c.x.Cast(ctx, n, op, body); err != nil {
+			err := c.x.Cast(ctx, n, op, body)
+			c.metrics.observe(op, err)
+			if err != nil {
 				c.s.log.Debug().Err(err).Str("op", op).Msg("cluster cast failed")
 			}
 		}
 	})
+}
+
+// callAll is Exchange.CallAll, counted.
+func (c *cluster) callAll(ctx context.Context, nodes []string, op string, body any) []hub.Result {
+	res := c.x.CallAll(ctx, nodes, op, body)
+	for _, r := range res {
+		c.metrics.observe(op, r.Err)
+	}
+	return res
 }
 
 // ready reports whether the node's bus subscription is live (/readyz).

@@ -212,7 +212,7 @@ func (c *cluster) sum(ctx context.Context, op string, body any) (n int, failed [
 		return 0, nil, fmt.Errorf("listing cluster nodes: %w", err)
 	}
 	var errs []error
-	for _, r := range c.x.CallAll(ctx, nodes, op, body) {
+	for _, r := range c.callAll(ctx, nodes, op, body) {
 		if r.Err != nil {
 			failed = append(failed, r.Node)
 			errs = append(errs, r.Err)

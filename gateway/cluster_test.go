@@ -377,4 +377,12 @@ func testClusterSessions(t *testing.T, d deployment) {
 		}
 	}
 	wantError(t, nodes[0].do(t, http.MethodGet, "/v2/server/nodes", "", "Authorization", bearer("nope")), 401, 16, "HTTP key invalid")
+
+	body := scrape(t, nodes[2])
+	for _, line := range []string{`sessiongate_cluster_calls_total{op="user_sessions",outcome="ok"} 3`,
+		"sessiongate_cluster_bus_up 1", "sessiongate_cluster_nodes 2"} {
+		if !containsLine(body, line) {
+			t.Errorf("metrics lack %q:\n%s", line, grepLines(body, "sessiongate_cluster"))
+		}
+	}
 }
