@@ -54,18 +54,25 @@ func TestClusterRedisRestart(t *testing.T) {
 	wantClose(t, ws, gateway.CloseDisconnected, "after restart")
 }
 
-var buildGateway = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "sessiongate-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "gateway")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/gateway").CombinedOutput()
-	if err != nil {
-		return "", &buildError{out: string(out), err: err}
-	}
-	return bin, nil
-})
+// builtBinaries caches the binaries built by buildBinary, one per package, per test process.
+var builtBinaries sync.Map // package path -> func() (string, error)
+
+// buildBinary builds the command in pkg (relative to this package) once per test process.
+func buildBinary(pkg string) (string, error) {
+	f, _ := builtBinaries.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
+		dir, err := os.MkdirTemp("", "sessiongate-bin-")
+		if err != nil {
+			return "", err
+		}
+		bin := filepath.Join(dir, filepath.Base(pkg))
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			return "", &buildError{out: string(out), err: err}
+		}
+		return bin, nil
+	}))
+	return f.(func() (string, error))()
+}
 
 type buildError struct {
 	out string
@@ -94,7 +101,7 @@ func freeAddr(t *testing.T) string {
 // startProcess runs cmd/gateway as node id on redisURL with the test keys and timings.
 func startProcess(t *testing.T, id, redisURL, prefix string, ttl time.Duration) *nodeProcess {
 	t.Helper()
-	bin, err := buildGateway()
+	bin, err := buildBinary("../cmd/gateway")
 	if err != nil {
 		t.Fatalf("building cmd/gateway: %v", err)
 	}
@@ -114,7 +121,7 @@ func startProcess(t *testing.T, id, redisURL, prefix string, ttl time.Duration) 
 		close(p.done)
 	}()
 	t.Cleanup(p.kill)
-	p.ts = &testServer{url: "http://" + addr, client: &http.Client{Timeout: 5 * time.Second}}
+	p.ts = &testServer{url: "http://" + addr, cfg: testConfig(), client: &http.Client{Timeout: 5 * time.Second}}
 	p.ts.waitReady(t)
 	return p
 }
