@@ -193,4 +193,11 @@ func TestClusterNodeKilled(t *testing.T) {
 	victim = startProcess(t, "victim", srv.URL(), prefix, ttl)
 	wantLeave(sid)
 	waitNodes(t, []*testServer{n0}, 2)
+	// The restarted node serves: its new socket is seen from n0, and only that one.
+	sid = connect(victim)
+	r = n0.serverCall(t, http.MethodGet, "/v2/server/users/"+target.id+"/sessions", "")
+	if r.status != 200 || !strings.Contains(string(r.body), sid) || strings.Count(string(r.body), `"session_id"`) != 1 ||
+		!strings.Contains(string(r.body), `"node":"victim"`) {
+		t.Fatalf("sessions after the restart: %d %s", r.status, r.body)
+	}
 }
