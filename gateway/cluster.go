@@ -89,10 +89,22 @@ type cluster struct {
 	mu   sync.Mutex
 	seen map[string]time.Time // other nodes -> when a Nodes listing last showed them (local clock)
 
+	// Casts (presence events, single-socket replacements) go through one queue and one sender,
+	// so that each node receives this node's events in the order they happened.
 	castMu  sync.Mutex
-	stopped bool           // set under castMu before casts is waited for
-	casts   sync.WaitGroup // fire-and-forget sends started by sockets (single socket, presence)
+	stopped bool // set under castMu when castQ is closed
+	castQ   chan castItem
 }
+
+// castItem is one queued cast.
+type castItem struct {
+	op    string
+	body  any
+	nodes []string
+}
+
+// castQueueSize bounds the casts waiting to be sent; beyond it they are dropped and counted.
+const castQueueSize = 8192
 
 // newNodeID names a node whose config names none.
 func newNodeID() string {
@@ -104,7 +116,7 @@ func newNodeID() string {
 func newCluster(s *Server, cs *ClusterStores) {
 	cfg := s.cfg
 	c := &cluster{s: s, node: cfg.NodeID, started: time.Now().UTC(), seen: make(map[string]time.Time),
-		every: cfg.NodeTTL / 4, liveness: cfg.NodeTTL * 3 / 4}
+		every: cfg.NodeTTL / 4, liveness: cfg.NodeTTL * 3 / 4, castQ: make(chan castItem, castQueueSize)}
 	if cs == nil {
 		c.bus = hub.NewMemoryNetwork().Bus(c.node)
 		c.nodes = hub.NewMemoryRegistry(c.liveness)
@@ -151,17 +163,23 @@ func (c *cluster) run(ctx context.Context) {
 			c.s.log.Error().Err(err).Msg("cluster bus stopped")
 		}
 	})
+	sender := make(chan struct{})
+	go func() {
+		defer close(sender)
+		c.sendCasts()
+	}()
 	t := time.NewTicker(c.every)
 	var gen uint64 // the first subscription has nothing to restore
 	for {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			wg.Wait()
 			c.castMu.Lock()
 			c.stopped = true
+			close(c.castQ)
 			c.castMu.Unlock()
-			c.casts.Wait()
+			<-sender
+			wg.Wait()
 			c.leave()
 			return
 		case <-t.C:
@@ -277,9 +295,10 @@ func (c *cluster) others() []string {
 	return ids
 }
 
-// castOthers sends op to every other live node in the background; failures are logged (the
-// receivers of presence events and replacements are best-effort by nature: a node that misses
-// one is down or resubscribing, and its sockets' state is rebuilt when it is back).
+// castOthers queues op for every other live node without waiting; a full queue drops it
+// (counted as outcome "dropped"). Receivers of presence events and replacements are
+// best-effort by nature: a node that misses one is down or resubscribing, and a status_follow
+// lists the current state again.
 func (c *cluster) castOthers(op string, body any) {
 	others := c.others()
 	if len(others) == 0 {
@@ -290,17 +309,32 @@ func (c *cluster) castOthers(op string, body any) {
 	if c.stopped {
 		return
 	}
-	c.casts.Go(func() {
+	select {
+	case c.castQ <- castItem{op: op, body: body, nodes: others}:
+	default:
+		c.metrics.calls.WithLabelValues(op, "dropped").Add(float64(len(others)))
+		c.s.log.Warn().Str("op", op).Msg("cluster cast queue full; cast dropped")
+	}
+}
+
+// sendCasts sends the queued casts in order until the queue is closed; each cast goes to its
+// nodes in parallel, and the next starts when it has reached them all.
+func (c *cluster) sendCasts() {
+	var wg sync.WaitGroup
+	for it := range c.castQ {
 		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ClusterTimeout)
-		defer cancel()
-		for _, n := range others {
-			err := c.x.Cast(ctx, n, op, body)
-			c.metrics.observe(op, err)
-			if err != nil {
-				c.s.log.Debug().Err(err).Str("op", op).Msg("cluster cast failed")
-			}
+		for _, n := range it.nodes {
+			wg.Go(func() {
+				err := c.x.Cast(ctx, n, it.op, it.body)
+				c.metrics.observe(it.op, err)
+				if err != nil {
+					c.s.log.Debug().Err(err).Str("op", it.op).Msg("cluster cast failed")
+				}
+			})
 		}
-	})
+		wg.Wait()
+		cancel()
+	}
 }
 
 // callAll is Exchange.CallAll, counted.

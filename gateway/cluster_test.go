@@ -177,7 +177,8 @@ func testClusterDisconnectSession(t *testing.T, d deployment) {
 	// Acknowledged means acted: the close is already on its way.
 	wantClose(t, ws, gateway.CloseDisconnected, "cheating")
 
-	// Gone now, on every node.
+	// Gone once its close handshake is over, on every node.
+	waitFor(t, 5*time.Second, "the socket unregistered", func() bool { _, ok := a.srv.Hub().Get(sid); return !ok })
 	wantError(t, c.serverCall(t, http.MethodPost, "/v2/server/sessions/"+sid+"/disconnect", ""), 404, 5, "Session not found.")
 	wantError(t, c.serverCall(t, http.MethodPost, "/v2/server/sessions/not-a-uuid/disconnect", ""), 400, 3, "Invalid session identifier.")
 	wantError(t, c.serverCall(t, http.MethodPost, "/v2/server/sessions/"+sid+"/disconnect", `{"reason":`), 400, 3,
@@ -296,6 +297,36 @@ func testClusterStatus(t *testing.T, d deployment) {
 		if !strings.Contains(string(raw), `"leaves"`) || !strings.Contains(string(raw), tsid) {
 			t.Fatalf("got %s, want the leave", raw)
 		}
+	}
+
+	// Rapid connects and closes on n1 reach the follower on n0 in order: each session's join
+	// before its leave, ending offline.
+	const cycles = 10
+	for range cycles {
+		c := nodes[1].dialStatus(t, target.token, true)
+		c.Close(websocket.StatusNormalClosure, "")
+	}
+	seen := map[string]string{}
+	for range 2 * cycles {
+		ev := readJSON(t, follower.c)["status_presence_event"].(map[string]any)
+		for kind, want := range map[string]string{"joins": "", "leaves": "join"} {
+			ps, _ := ev[kind].([]any)
+			for _, p := range ps {
+				sid := p.(map[string]any)["session_id"].(string)
+				if seen[sid] != want {
+					t.Fatalf("%s of %s after %q", kind, sid, seen[sid])
+				}
+				seen[sid] = strings.TrimSuffix(kind, "s")
+			}
+		}
+	}
+	for sid, last := range seen {
+		if last != "leave" {
+			t.Errorf("session %s ended with a %s", sid, last)
+		}
+	}
+	if len(seen) != cycles {
+		t.Errorf("saw %d sessions, want %d", len(seen), cycles)
 	}
 }
 

@@ -37,8 +37,9 @@ type Exchange struct {
 	ctx     context.Context // Run's context, the parent of every handler's
 }
 
-// Handler answers one op. It runs on its own goroutine on the target node; body is the
-// caller's JSON; the returned value is marshalled as the reply (nil replies JSON null).
+// Handler answers one op. For a Call it runs on its own goroutine on the target node; for a
+// Cast it runs on the goroutine that delivers the inbox, in arrival order, and must not block.
+// body is the caller's JSON; the returned value is marshalled as the reply (nil replies JSON null).
 // A returned error reaches the caller as a *RemoteError.
 type Handler func(ctx context.Context, from string, body json.RawMessage) (any, error)
 
@@ -120,7 +121,11 @@ func (x *Exchange) deliver(raw []byte) {
 		if ch != nil {
 			ch <- m
 		}
-	case "req", "cast":
+	case "cast":
+		// Casts run in arrival order on the delivering goroutine, so that events from one
+		// node are handled in the order it sent them: their handlers must not block.
+		x.serve(m)
+	case "req":
 		x.running.Add(1)
 		go func() {
 			defer x.running.Done()
@@ -231,7 +236,7 @@ func (x *Exchange) CallAll(ctx context.Context, nodes []string, op string, body 
 }
 
 // Cast sends op to node without waiting for it to run; it reports only whether the message
-// reached the node's inbox. A cast to this node runs the handler on a goroutine here.
+// reached the node's inbox. A cast to this node runs the handler before Cast returns.
 func (x *Exchange) Cast(ctx context.Context, node, op string, body any) error {
 	raw, err := json.Marshal(body)
 	if err != nil {
