@@ -297,6 +297,8 @@ func TestSocketNotifications(t *testing.T) {
 	sess := s.authDevice(t, "device-socket-notify", "")
 	uid := tokenClaims(t, sess.Token).UserID
 	a, b := s.mustSocket(t, sess.Token), s.mustSocket(t, sess.Token)
+	// The client may see the 101 before the server has registered the socket.
+	waitFor(t, 5*time.Second, "both sockets registered", func() bool { return s.srv.Hub().UserCount(uid) == 2 })
 	n, err := s.srv.NotifyUser(uid, &api.Notification{Id: "n1", Subject: "hello", Content: `{"a":1}`, Code: 101, Persistent: true})
 	if err != nil || n != 2 {
 		t.Fatalf("NotifyUser = %d, %v; want 2 sockets", n, err)
