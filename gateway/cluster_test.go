@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/heroiclabs/nakama-common/api"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessiongate/sessiongate/gateway"
@@ -155,6 +156,7 @@ func runClusterSuite(t *testing.T, d deployment) {
 		{"status events across nodes", testClusterStatus},
 		{"single socket across nodes", testClusterSingleSocket},
 		{"sessions and nodes", testClusterSessions},
+		{"notify a user on every node", testClusterNotify},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -415,5 +417,21 @@ func testClusterSessions(t *testing.T, d deployment) {
 		if !containsLine(body, line) {
 			t.Errorf("metrics lack %q:\n%s", line, grepLines(body, "sessiongate_cluster"))
 		}
+	}
+}
+
+func testClusterNotify(t *testing.T, d deployment) {
+	nodes := startNodes(t, d, 3, nil)
+	u := newClusterUser(t, nodes[0], "device-cluster-notify")
+	a, b := nodes[0].mustSocket(t, u.token), nodes[1].mustSocket(t, u.token)
+	sessionOn(t, nodes[0], u.id)
+	sessionOn(t, nodes[1], u.id)
+	n, err := nodes[2].srv.NotifyUserCluster(context.Background(), u.id,
+		&api.Notification{Id: "n1", Subject: "reward", Content: `{"gold":5}`, Code: 100})
+	if err != nil || n != 2 {
+		t.Fatalf("NotifyUserCluster = %d, %v; want 2", n, err)
+	}
+	for _, c := range []*websocket.Conn{a, b} {
+		wantJSON(t, readJSON(t, c), `{"notifications":{"notifications":[{"id":"n1","subject":"reward","content":"{\"gold\":5}","code":100}]}}`)
 	}
 }
