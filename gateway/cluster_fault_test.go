@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessiongate/sessiongate/gateway"
 	"github.com/sessiongate/sessiongate/internal/redisproc"
@@ -27,6 +30,34 @@ func TestClusterRedisRestart(t *testing.T) {
 	u := newClusterUser(t, nodes[0], "device-cluster-restart")
 	ws := nodes[0].mustSocket(t, u.token)
 	sid := sessionOn(t, nodes[0], u.id)
+
+	// Every subscription dropped by Redis (the connections killed, Redis still up): a
+	// disconnect asked at that moment either reaches the socket or fails loudly; once the
+	// nodes have resubscribed, it reaches the socket.
+	other := newClusterUser(t, nodes[0], "device-cluster-resub")
+	ows := nodes[0].mustSocket(t, other.token)
+	osid := sessionOn(t, nodes[0], other.id)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	if err := admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	failed := 0
+	for {
+		r := nodes[2].serverCall(t, http.MethodPost, "/v2/server/sessions/"+osid+"/disconnect", "")
+		// 404 after a failure: the failed call did reach the socket's node (only its reply was
+		// lost); the close below proves it.
+		if r.status == 200 || (r.status == 404 && failed > 0) {
+			break
+		}
+		if r.status != 503 || failed > 100 {
+			t.Fatalf("disconnect while resubscribing: %d %s (after %d failures)", r.status, r.body, failed)
+		}
+		failed++
+		time.Sleep(20 * time.Millisecond)
+	}
+	wantClose(t, ows, gateway.CloseDisconnected, "disconnected by server")
+	t.Logf("%d disconnect calls failed loudly while the nodes resubscribed", failed)
 
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)

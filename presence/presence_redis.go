@@ -99,10 +99,15 @@ func (r *Redis) Join(ctx context.Context, p Presence) (bool, error) {
 	if err != nil || !ok {
 		return ok, err
 	}
-	added, err := r.client.HSetNX(ctx, r.userKey(p.UserID), p.SessionID, encodePresence(p)).Result()
-	if err == nil {
-		err = r.client.SAdd(ctx, r.nodeKey, indexMember(p.UserID, p.SessionID)).Err()
-	}
+	// One round trip: the presence and the node index (different slots on Redis Cluster, so a
+	// pipeline, not a transaction; RemoveNode tolerates an index entry without a presence).
+	var set *redis.BoolCmd
+	_, err = r.client.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		set = pl.HSetNX(ctx, r.userKey(p.UserID), p.SessionID, encodePresence(p))
+		pl.SAdd(ctx, r.nodeKey, indexMember(p.UserID, p.SessionID))
+		return nil
+	})
+	added := err == nil && set.Val()
 	if err != nil {
 		_, _ = r.local.Leave(ctx, p.UserID, p.SessionID)
 		return false, fmt.Errorf("failed to store presence: %w", err)
