@@ -77,9 +77,9 @@ func testHandlers(x *Exchange, casts chan<- string) {
 	x.Handle("fail", func(context.Context, string, json.RawMessage) (any, error) {
 		return nil, errors.New("it broke")
 	})
-	x.Handle("slow", func(ctx context.Context, _ string, _ json.RawMessage) (any, error) {
-		<-ctx.Done()
-		return nil, ctx.Err()
+	x.Handle("slow", func(context.Context, string, json.RawMessage) (any, error) {
+		time.Sleep(2 * x.Timeout()) // answers, but after the caller gave up
+		return "late", nil
 	})
 	x.Handle("cast", func(_ context.Context, from string, body json.RawMessage) (any, error) {
 		casts <- x.Node() + "<-" + from + ":" + string(body)
