@@ -93,7 +93,9 @@ func (c *cluster) registerOps() {
 		if err != nil {
 			return nil, err
 		}
-		return countReply{N: h.DisconnectUser(req.UserID, CloseDisconnected, req.Reason)}, nil
+		var buf [8]hub.Conn
+		n, start := closeMany(h.UserConns(req.UserID, buf[:0]), CloseDisconnected, req.Reason)
+		return &hub.Deferred{Reply: countReply{N: n}, After: start}, nil
 	})
 	c.x.Handle(opUserSessions, func(ctx context.Context, _ string, body json.RawMessage) (any, error) {
 		req, err := decodeOp[disconnectRequest](body)
@@ -144,6 +146,34 @@ func (c *cluster) registerOps() {
 		c.forget(from)
 		return nil, nil
 	})
+}
+
+// closeMany asks every socket of conns to close with code and reason, and returns how many
+// and the function that starts their writers. Each socket is closing (it refuses sends, its
+// close is decided and its deadline armed) before closeMany returns; only the writer
+// goroutines that send the close frames wait for start, so that the node answers a bulk
+// disconnect before thousands of writers compete with its reply for the CPU.
+func closeMany(conns []hub.Conn, code int, reason string) (int, func()) {
+	code, reason = sanitizeClose(code, reason)
+	cause := causeOf(code)
+	writers := make([]*socketConn, 0, len(conns))
+	for _, conn := range conns {
+		sc, ok := conn.(*socketConn)
+		if !ok {
+			conn.Close(code, reason)
+			continue
+		}
+		sc.mu.Lock()
+		if sc.requestCloseLocked(code, reason, cause, false) {
+			writers = append(writers, sc)
+		}
+		sc.mu.Unlock()
+	}
+	return len(conns), func() {
+		for _, sc := range writers {
+			go sc.writeLoop()
+		}
+	}
 }
 
 // localSessions lists the user's sockets on this node.

@@ -51,6 +51,15 @@ var (
 	ErrUnknownOp = errors.New("hub: unknown op")
 )
 
+// Deferred is a Handler result whose After runs once the reply is on its way: after it was
+// sent to the caller, or, for a call to this node, on a goroutine of its own as Call returns.
+// It lets a handler that has committed to its work (say, marked sockets closing) answer before
+// the bulk of that work (their writes) competes with the reply for the CPU.
+type Deferred struct {
+	Reply any
+	After func()
+}
+
 // NodeError is a failed Call: which node, and why (ErrTimeout, ErrUnreachable, a
 // *RemoteError, a context error).
 type NodeError struct {
@@ -138,7 +147,10 @@ func (x *Exchange) deliver(raw []byte) {
 func (x *Exchange) serve(m exchangeMsg) {
 	ctx, cancel := context.WithTimeout(x.ctx, x.timeout)
 	defer cancel()
-	body, err := x.handle(ctx, m.From, m.Op, m.Body)
+	body, after, err := x.handle(ctx, m.From, m.Op, m.Body)
+	if after != nil {
+		defer after()
+	}
 	if m.Type != "req" {
 		return
 	}
@@ -151,20 +163,24 @@ func (x *Exchange) serve(m exchangeMsg) {
 	_ = x.bus.Send(ctx, m.From, b)
 }
 
-func (x *Exchange) handle(ctx context.Context, from, op string, body json.RawMessage) (json.RawMessage, error) {
+func (x *Exchange) handle(ctx context.Context, from, op string, body json.RawMessage) (json.RawMessage, func(), error) {
 	h := x.handlers[op]
 	if h == nil {
-		return nil, fmt.Errorf("%w %q", ErrUnknownOp, op)
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownOp, op)
 	}
 	v, err := h(ctx, from, body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var after func()
+	if d, ok := v.(*Deferred); ok {
+		v, after = d.Reply, d.After
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("failed to encode reply to %s: %w", op, err)
+		return nil, after, fmt.Errorf("failed to encode reply to %s: %w", op, err)
 	}
-	return b, nil
+	return b, after, nil
 }
 
 // Call runs op on node with body (marshalled to JSON) and returns the node's reply. Errors
@@ -177,7 +193,10 @@ func (x *Exchange) Call(ctx context.Context, node, op string, body any) (json.Ra
 	if node == x.node {
 		ctx, cancel := context.WithTimeout(ctx, x.timeout)
 		defer cancel()
-		rep, err := x.handle(ctx, x.node, op, raw)
+		rep, after, err := x.handle(ctx, x.node, op, raw)
+		if after != nil {
+			x.running.Go(after)
+		}
 		if err != nil {
 			return nil, &NodeError{Node: node, Err: &RemoteError{Message: err.Error()}}
 		}

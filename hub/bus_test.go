@@ -81,6 +81,9 @@ func testHandlers(x *Exchange, casts chan<- string) {
 		time.Sleep(2 * x.Timeout()) // answers, but after the caller gave up
 		return "late", nil
 	})
+	x.Handle("deferred", func(context.Context, string, json.RawMessage) (any, error) {
+		return &Deferred{Reply: "done", After: func() { casts <- "after " + x.Node() }}, nil
+	})
 	x.Handle("cast", func(_ context.Context, from string, body json.RawMessage) (any, error) {
 		casts <- x.Node() + "<-" + from + ":" + string(body)
 		return nil, nil
@@ -146,6 +149,20 @@ func TestExchange(t *testing.T) {
 				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("cast not delivered")
+			}
+			// A deferred reply is answered, then its After runs, remotely and locally.
+			for _, n := range []string{"b", "a"} {
+				if rep, err := a.Call(ctx, n, "deferred", nil); err != nil || string(rep) != `"done"` {
+					t.Fatalf("deferred on %s = %s, %v", n, rep, err)
+				}
+				select {
+				case got := <-casts:
+					if got != "after "+n {
+						t.Errorf("after = %s", got)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("After did not run")
+				}
 			}
 			if err := a.Cast(ctx, "gone", "cast", nil); !errors.Is(err, ErrUnreachable) {
 				t.Errorf("cast to a node without an inbox: %v", err)
