@@ -65,6 +65,14 @@ type Config struct {
 	// PongWait is how long a socket may stay silent (no pong, ping or message) before it is
 	// closed with 4002. Must exceed PingPeriod. Default 25s.
 	PongWait time.Duration
+	// NodeTTL is how long a silent node stays in the cluster: nodes heartbeat every NodeTTL/4
+	// and one that missed three heartbeats (NodeTTL*3/4) is expired at the next sweep, so a
+	// dead node's presences are gone from every node within NodeTTL. Default 15s.
+	NodeTTL time.Duration
+	// ClusterTimeout bounds how long a cross-node request (server API disconnects, session
+	// lists, notifications) waits for each node's answer; a node silent past it fails the
+	// call with 503 code 14 naming it. Default 2s.
+	ClusterTimeout time.Duration
 	// SingleSocket makes a user's new socket close that user's older ones (notification code -7
 	// "single_socket", then close 4001), as Nakama's session.single_socket. Default false.
 	SingleSocket bool
@@ -112,6 +120,12 @@ func (c Config) Defaults() Config {
 	if c.PongWait == 0 {
 		c.PongWait = 25 * time.Second
 	}
+	if c.NodeTTL == 0 {
+		c.NodeTTL = 15 * time.Second
+	}
+	if c.ClusterTimeout == 0 {
+		c.ClusterTimeout = 2 * time.Second
+	}
 	c.Auth = c.Auth.Defaults()
 	return c
 }
@@ -125,6 +139,10 @@ func (c Config) Validate() error {
 		return errors.New("TLS needs both a certificate and a key")
 	case c.DrainPeriod < 0:
 		return errors.New("drain period must not be negative")
+	case c.NodeTTL < 40*time.Millisecond:
+		return fmt.Errorf("node TTL must be at least 40ms, got %v", c.NodeTTL)
+	case c.ClusterTimeout < 0:
+		return errors.New("cluster timeout must not be negative")
 	}
 	if err := c.validateSocket(); err != nil {
 		return err

@@ -51,6 +51,7 @@ func (s *Server) buildRoutes() *routeTable {
 		{http.MethodGet, "/v2/account", s.handleGetAccount},
 		{http.MethodGet, "/ws", s.handleSocket},
 	}
+	table = append(table, s.serverRoutes()...) // api_server.go
 	return newRouteTable(s.metrics, table)
 }
 

@@ -20,6 +20,9 @@ import (
 type Stores struct {
 	Accounts    auth.AccountStore
 	Revocations auth.RevocationStore
+	// Cluster joins the node to a cluster (RedisStores sets it); nil runs the embedded single
+	// node on an in-process bus and registry (cluster.go).
+	Cluster *ClusterStores
 }
 
 // Server is one gateway node: the API handler, its metrics and the auth service behind it.
@@ -35,11 +38,16 @@ type Server struct {
 	origins   map[string]bool
 
 	rt *realtime // the realtime socket: hub, heartbeats, drain (socket.go)
+
+	cluster *cluster // the bus, the node registry, cross-node ops (cluster.go)
 }
 
 // New builds a node from cfg (defaulted and validated) over stores.
 func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 	cfg = cfg.Defaults()
+	if cfg.NodeID == "" {
+		cfg.NodeID = newNodeID()
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
 	}
@@ -55,6 +63,7 @@ func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 	if s.rt, err = newRealtime(cfg, m); err != nil {
 		return nil, err
 	}
+	newCluster(s, stores.Cluster)
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
 			s.anyOrigin = true
@@ -108,6 +117,17 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 		}
 	}()
 
+	// The cluster (bus, heartbeats) keeps running through the drain too: disconnects sent to
+	// this node must still reach its sockets while they close.
+	clusterCtx, stopCluster := context.WithCancel(context.Background())
+	defer stopCluster()
+	s.cluster.start(ctx, apiLn.Addr().String())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.cluster.run(clusterCtx)
+	}()
+
 	servers := []*http.Server{s.httpServer(s, apiLn)}
 	if metricsLn != nil {
 		mux := http.NewServeMux()
@@ -153,6 +173,7 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 		}
 	}
 	s.finishDrain(shutdownCtx, socketsDone)
+	stopCluster()
 	stopAuth()
 	<-heartbeats
 	s.rt.pings.Wait()

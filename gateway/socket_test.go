@@ -297,8 +297,8 @@ func TestSocketNotifications(t *testing.T) {
 	sess := s.authDevice(t, "device-socket-notify", "")
 	uid := tokenClaims(t, sess.Token).UserID
 	a, b := s.mustSocket(t, sess.Token), s.mustSocket(t, sess.Token)
-	// The client's dial returns on the 101; the node registers the socket just after writing it.
-	waitFor(t, 5*time.Second, "both sockets to register", func() bool { return s.srv.Hub().Len() == 2 })
+	// The client may see the 101 before the server has registered the socket.
+	waitFor(t, 5*time.Second, "both sockets registered", func() bool { return s.srv.Hub().UserCount(uid) == 2 })
 	n, err := s.srv.NotifyUser(uid, &api.Notification{Id: "n1", Subject: "hello", Content: `{"a":1}`, Code: 101, Persistent: true})
 	if err != nil || n != 2 {
 		t.Fatalf("NotifyUser = %d, %v; want 2 sockets", n, err)
@@ -319,6 +319,8 @@ func TestSocketSlowConsumer(t *testing.T) {
 	sess := s.authDevice(t, "device-socket-slow", "")
 	uid := tokenClaims(t, sess.Token).UserID
 	c := s.mustSocket(t, sess.Token)
+	// The client may see the 101 before the server has registered the socket.
+	waitFor(t, 5*time.Second, "the socket registered", func() bool { return s.srv.Hub().UserCount(uid) == 1 })
 	big := &api.Notification{Id: "big", Subject: "big", Content: `"` + strings.Repeat("x", 256<<10) + `"`}
 	sent := 0
 	for ; sent < 10000; sent++ {

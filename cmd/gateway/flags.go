@@ -74,6 +74,8 @@ func parseOptions(args []string, lookupEnv func(string) (string, bool), stderr i
 	fs.DurationVar(&c.WriteWait, "write-wait", 5*time.Second, "deadline of each socket write and of a socket's whole close")
 	fs.DurationVar(&c.PingPeriod, "ping-period", 15*time.Second, "silence after which the server pings a socket")
 	fs.DurationVar(&c.PongWait, "pong-wait", 25*time.Second, "silence after which a socket is closed (4002); must exceed --ping-period")
+	fs.DurationVar(&c.NodeTTL, "node-ttl", 15*time.Second, "a node silent this long is dropped from the cluster and its presences removed everywhere; heartbeats every ttl/4")
+	fs.DurationVar(&c.ClusterTimeout, "cluster-timeout", 2*time.Second, "how long a cross-node request (server API) waits for each node before failing with 503")
 	fs.BoolVar(&c.SingleSocket, "single-socket", false, "a user's new socket closes that user's older sockets (notification -7, then close 4001)")
 
 	if err := fs.Parse(args); err != nil {

@@ -124,6 +124,8 @@ var flagCases = map[string]flagCase{
 	"write-wait":                 {"2s", "3s", "2s", "3s", func(o *options) string { return dur(o.cfg.WriteWait) }},
 	"ping-period":                {"10s", "20s", "10s", "20s", func(o *options) string { return dur(o.cfg.PingPeriod) }},
 	"pong-wait":                  {"30s", "40s", "30s", "40s", func(o *options) string { return dur(o.cfg.PongWait) }},
+	"node-ttl":                   {"20s", "8s", "20s", "8s", func(o *options) string { return dur(o.cfg.NodeTTL) }},
+	"cluster-timeout":            {"3s", "500ms", "3s", "500ms", func(o *options) string { return dur(o.cfg.ClusterTimeout) }},
 	"single-socket":              {"true", "false", "true", "false", func(o *options) string { return strconv.FormatBool(o.cfg.SingleSocket) }},
 }
 

@@ -109,11 +109,7 @@ func openStores(ctx context.Context, redisURL, prefix string) (gateway.Stores, f
 		client.Close()
 		return gateway.Stores{}, nil, fmt.Errorf("failed to reach redis: %w", err)
 	}
-	stores := gateway.Stores{
-		Accounts:    auth.NewRedisAccounts(client, prefix),
-		Revocations: auth.NewRedisRevocations(client, prefix),
-	}
-	return stores, func() { client.Close() }, nil
+	return gateway.RedisStores(client, prefix, gateway.RedisOptions{}), func() { client.Close() }, nil
 }
 
 func newNodeID() string {
