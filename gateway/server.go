@@ -40,6 +40,8 @@ type Server struct {
 	rt *realtime // the realtime socket: hub, heartbeats, drain (socket.go)
 
 	cluster *cluster // the bus, the node registry, cross-node ops (cluster.go)
+
+	redis *redisHealth // nil in embedded mode (redis_health.go)
 }
 
 // New builds a node from cfg (defaulted and validated) over stores.
@@ -64,6 +66,10 @@ func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 		return nil, err
 	}
 	newCluster(s, stores.Cluster)
+	if stores.Cluster != nil {
+		s.redis = newRedisHealth(stores.Accounts.Ping)
+		m.Registry.MustRegister(s.redis)
+	}
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
 			s.anyOrigin = true
