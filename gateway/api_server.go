@@ -45,18 +45,18 @@ func (s *Server) serverAPI(h func(r *http.Request) (any, error)) http.HandlerFun
 			return
 		}
 		v, err := h(r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(b)
+		s.writeValue(w, r, v, err)
 	}
+}
+
+// writeValue writes a handler's value as JSON, or its error in Nakama's shape.
+func (s *Server) writeValue(w http.ResponseWriter, r *http.Request, v any, err error) {
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	b, err := json.Marshal(v)
+	s.writeBody(w, r, b, err)
 }
 
 // pathUUID reads a path value that must be a UUID, in canonical form.

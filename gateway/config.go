@@ -76,6 +76,14 @@ type Config struct {
 	// SingleSocket makes a user's new socket close that user's older ones (notification code -7
 	// "single_socket", then close 4001), as Nakama's session.single_socket. Default false.
 	SingleSocket bool
+
+	// Console (GET /console); see console.go.
+
+	// ConsoleUsername is the operator's login name on the console. Default "admin".
+	ConsoleUsername string
+	// ConsolePassword is the operator's console password; empty disables the console (its
+	// routes answer 404). cmd/gateway generates one and prints it once when none is set.
+	ConsolePassword string
 }
 
 // Defaults returns c with every zero field set to its documented default.
@@ -125,6 +133,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.ClusterTimeout == 0 {
 		c.ClusterTimeout = 2 * time.Second
+	}
+	if c.ConsoleUsername == "" {
+		c.ConsoleUsername = "admin"
 	}
 	c.Auth = c.Auth.Defaults()
 	return c

@@ -51,7 +51,8 @@ func (s *Server) buildRoutes() *routeTable {
 		{http.MethodGet, "/v2/account", s.handleGetAccount},
 		{http.MethodGet, "/ws", s.handleSocket},
 	}
-	table = append(table, s.serverRoutes()...) // api_server.go
+	table = append(table, s.serverRoutes()...)  // api_server.go
+	table = append(table, s.consoleRoutes()...) // console.go
 	return newRouteTable(s.metrics, table)
 }
 

@@ -42,6 +42,8 @@ type Server struct {
 	cluster *cluster // the bus, the node registry, cross-node ops (cluster.go)
 
 	redis *redisHealth // nil in embedded mode (redis_health.go)
+
+	console *console // nil when disabled (console.go)
 }
 
 // New builds a node from cfg (defaulted and validated) over stores.
@@ -70,6 +72,8 @@ func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 		s.redis = newRedisHealth(stores.Accounts.Ping)
 		m.Registry.MustRegister(s.redis)
 	}
+	s.registerStatsOp()
+	s.console = newConsole(cfg)
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
 			s.anyOrigin = true

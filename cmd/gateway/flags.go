@@ -27,6 +27,7 @@ type options struct {
 	corsOrigins string
 	logLevel    string
 	logFormat   string
+	console     bool
 }
 
 // envName is the environment variable that sets a flag: SESSIONGATE_ + upper snake case.
@@ -77,6 +78,9 @@ func parseOptions(args []string, lookupEnv func(string) (string, bool), stderr i
 	fs.DurationVar(&c.NodeTTL, "node-ttl", 15*time.Second, "a node silent this long is dropped from the cluster and its presences removed everywhere; heartbeats every ttl/4")
 	fs.DurationVar(&c.ClusterTimeout, "cluster-timeout", 2*time.Second, "how long a cross-node request (server API) waits for each node before failing with 503")
 	fs.BoolVar(&c.SingleSocket, "single-socket", false, "a user's new socket closes that user's older sockets (notification -7, then close 4001)")
+	fs.BoolVar(&o.console, "console", true, "serve the operator's console at /console on the API address")
+	fs.StringVar(&c.ConsoleUsername, "console-username", "admin", "the console operator's login name")
+	fs.StringVar(&c.ConsolePassword, "console-password", "", "the console operator's password; empty generates one, printed once at start")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -127,6 +127,9 @@ var flagCases = map[string]flagCase{
 	"node-ttl":                   {"20s", "8s", "20s", "8s", func(o *options) string { return dur(o.cfg.NodeTTL) }},
 	"cluster-timeout":            {"3s", "500ms", "3s", "500ms", func(o *options) string { return dur(o.cfg.ClusterTimeout) }},
 	"single-socket":              {"true", "false", "true", "false", func(o *options) string { return strconv.FormatBool(o.cfg.SingleSocket) }},
+	"console":                    {"false", "true", "false", "true", func(o *options) string { return strconv.FormatBool(o.console) }},
+	"console-username":           {"env-op", "flag-op", "env-op", "flag-op", func(o *options) string { return o.cfg.ConsoleUsername }},
+	"console-password":           {"env-pw", "flag-pw", "env-pw", "flag-pw", func(o *options) string { return o.cfg.ConsolePassword }},
 }
 
 // TestParseOptionsPrecedence: for every flag, the environment beats the default and the
@@ -147,7 +150,7 @@ func TestParseOptionsPrecedence(t *testing.T) {
 			t.Errorf("%s from env %s=%q: %q, want %q", name, envName(name), tc.envValue, got, want)
 		}
 		forms := [][]string{{"--" + name + "=" + tc.flagValue}, {"-" + name, tc.flagValue}}
-		if name == "trust-forwarded-for" || name == "single-socket" {
+		if name == "trust-forwarded-for" || name == "single-socket" || name == "console" {
 			forms = forms[:1] // a boolean flag takes its value only after "="
 		}
 		for _, args := range forms {
