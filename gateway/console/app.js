@@ -266,7 +266,12 @@ function act(question, run, done) {
       handle(err);
       message(err.message, true);
     }
-    if (lastQuery) search(lastQuery, true);
+    // A disconnected socket is listed until its close handshake ends: look again shortly.
+    if (lastQuery) {
+      const q = lastQuery;
+      await search(q, true);
+      setTimeout(() => { if (lastQuery === q) search(q, true); }, 1000);
+    }
   };
   dlg.showModal();
 }
