@@ -81,10 +81,13 @@ type Config struct {
 
 	// ConsoleUsername is the operator's login name on the console. Default "admin".
 	ConsoleUsername string
-	// ConsolePassword is the operator's console password; empty disables the console (its
-	// routes answer 404). cmd/gateway generates one and prints it once when none is set.
+	// ConsolePassword is the operator's console password, at least 8 bytes; empty disables the
+	// console (its routes answer 404). cmd/gateway generates one and prints it once when none is set.
 	ConsolePassword string
 }
+
+// minConsolePassword is the shortest console password a node accepts.
+const minConsolePassword = 8
 
 // Defaults returns c with every zero field set to its documented default.
 func (c Config) Defaults() Config {
@@ -154,6 +157,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("node TTL must be at least 40ms, got %v", c.NodeTTL)
 	case c.ClusterTimeout < 0:
 		return errors.New("cluster timeout must not be negative")
+	case c.ConsolePassword != "" && len(c.ConsolePassword) < minConsolePassword:
+		return fmt.Errorf("console password must be at least %d bytes", minConsolePassword)
 	}
 	if err := c.validateSocket(); err != nil {
 		return err

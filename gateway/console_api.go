@@ -126,11 +126,13 @@ type consoleUser struct {
 // GET /console/api/users?q=... → {"users":[...]}: the accounts whose user id, username,
 // device id, custom id or email is q, each with its sessions from every node (the server
 // API's session listing). An empty q finds nothing.
-func (s *Server) handleConsoleUsers(r *http.Request, _ *consoleSession) (any, error) {
-	accounts, err := s.auth.FindAccounts(r.Context(), r.URL.Query().Get("q"))
+func (s *Server) handleConsoleUsers(r *http.Request, cs *consoleSession) (any, error) {
+	q := r.URL.Query().Get("q")
+	accounts, err := s.auth.FindAccounts(r.Context(), q)
 	if err != nil {
 		return nil, err
 	}
+	s.log.Info().Str("console_user", cs.user).Str("ip", s.clientIP(r)).Str("query", q).Int("found", len(accounts)).Msg("console search")
 	users := make([]consoleUser, 0, min(len(accounts), consoleMaxUsers))
 	for _, a := range accounts[:min(len(accounts), consoleMaxUsers)] {
 		u := consoleUser{Account: a, Sessions: []sessionInfo{}}

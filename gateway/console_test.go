@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
 
 	"github.com/sessiongate/sessiongate/gateway"
 	"github.com/sessiongate/sessiongate/internal/redisproc"
@@ -40,7 +42,7 @@ func newConsoleClient(t *testing.T, s *testServer) *consoleClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &http.Transport{}
+	tr := s.client.Transport.(*http.Transport).Clone() // the server's TLS trust, if any
 	t.Cleanup(tr.CloseIdleConnections)
 	return &consoleClient{s: s, client: &http.Client{Jar: jar, Transport: tr, Timeout: 10 * time.Second}}
 }
@@ -96,6 +98,30 @@ func sessionCookie(t *testing.T, r response) *http.Cookie {
 	}
 	t.Fatalf("no console cookie in %v", r.header.Values("Set-Cookie"))
 	return nil
+}
+
+// TestConsoleCookieSecureOverTLS: over TLS the cookie is also Secure.
+func TestConsoleCookieSecureOverTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSignedCert(t, t.TempDir())
+	cfg := consoleConfig()
+	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+	s := startServerTLS(t, cfg, memStores(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	c := newConsoleClient(t, s)
+	r := c.login(t, testConsoleUser, testConsolePassword)
+	if ck := sessionCookie(t, r); !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
+		t.Errorf("cookie over TLS %+v, want Secure, HttpOnly, SameSite=Strict", ck)
+	}
+	if r := c.do(t, http.MethodGet, "/console/api/me", ""); r.status != 200 {
+		t.Errorf("me over TLS: %d %s", r.status, r.body)
+	}
+}
+
+func TestConsolePasswordTooShort(t *testing.T) {
+	cfg := consoleConfig()
+	cfg.ConsolePassword = "short"
+	if _, err := gateway.New(cfg, zerolog.Nop(), memStores()); err == nil || !strings.Contains(err.Error(), "console password must be at least 8 bytes") {
+		t.Errorf("a 5-byte console password: %v", err)
+	}
 }
 
 func TestConsoleDisabledWithoutPassword(t *testing.T) {
