@@ -9,10 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/sessiongate/sessiongate/gateway"
+	"github.com/sessiongate/sessiongate/internal/redisproc"
 )
 
 // The console's browser test runs testdata/console/console_test.mjs: playwright-core (pinned
@@ -27,8 +31,9 @@ const (
 	consoleBrowserTimeout = 90 * time.Second
 )
 
-// TestConsoleBrowser: a wrong password is refused; after login the overview shows the node
-// with the client's socket; the user search finds the socket; Disconnect asks for
+// TestConsoleBrowser, on one embedded node and on two nodes on Redis (the console of one, the
+// client's socket on the other): a wrong password is refused; after login the overview shows
+// the nodes, the mode, Redis health and the client's socket; the user search finds the socket; Disconnect asks for
 // confirmation (a cancel keeps the socket), and once confirmed the client sees its socket
 // closed with 4000 and the console's reason; logout returns to the login page. Every page is
 // screenshotted and the overview's screenshot must not be blank.
@@ -49,6 +54,25 @@ func TestConsoleBrowser(t *testing.T) {
 	if artifacts, err = filepath.Abs(artifacts); err != nil {
 		t.Fatal(err)
 	}
+
+	t.Run("embedded", func(t *testing.T) {
+		s := startServer(t, consoleConfig(), memStores())
+		runConsoleBrowser(t, node, chromium, dir, filepath.Join(artifacts, "embedded"), s, s, "embedded", 1)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		srv := redisproc.ForTest(t)
+		nodes := startNodes(t, singleRedis(srv.Addr()), 2, func(cfg *gateway.Config) {
+			cfg.ConsoleUsername, cfg.ConsolePassword = testConsoleUser, testConsolePassword
+		})
+		// The console of one node disconnects a socket the other holds.
+		runConsoleBrowser(t, node, chromium, dir, filepath.Join(artifacts, "cluster"), nodes[0], nodes[1], "cluster", 2)
+	})
+}
+
+// runConsoleBrowser runs the script with the console of s, while a test client holds a
+// socket on holder, and checks what the client and the screenshots show.
+func runConsoleBrowser(t *testing.T, node, chromium, dir, artifacts string, s, holder *testServer, mode string, nodes int) {
+	t.Helper()
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -56,10 +80,8 @@ func TestConsoleBrowser(t *testing.T) {
 	for _, name := range append(shots, "failure") {
 		_ = os.Remove(filepath.Join(artifacts, name+".png"))
 	}
-
-	s := startServer(t, consoleConfig(), memStores())
-	user := newClusterUser(t, s, "device-console-browser")
-	conn := s.mustSocket(t, user.token)
+	user := newClusterUser(t, holder, "device-console-browser")
+	conn := holder.mustSocket(t, user.token)
 	sid := waitSession(t, s, user.id)
 	// The client reads all along, as a game client does, so that it answers the close at once.
 	closed := make(chan error, 1)
@@ -78,13 +100,14 @@ func TestConsoleBrowser(t *testing.T) {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"CONSOLE_URL="+s.url+"/console", "CONSOLE_USER="+testConsoleUser, "CONSOLE_PASSWORD="+testConsolePassword,
-		"SEARCH_QUERY=device-console-browser", "SESSION_ID="+sid, "NODE_ID="+s.cfg.NodeID,
+		"SEARCH_QUERY=device-console-browser", "SESSION_ID="+sid, "NODE_ID="+holder.cfg.NodeID,
+		"EXPECT_MODE="+mode, "EXPECT_NODES="+strconv.Itoa(nodes),
 		"ARTIFACTS="+artifacts, "CHROMIUM="+chromium, "USER_DATA_DIR="+t.TempDir())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
-	err = cmd.Run()
+	err := cmd.Run()
 	switch {
 	case ctx.Err() != nil:
 		t.Fatalf("the browser test did not finish within %v (screenshots in %s):\n%s", consoleBrowserTimeout, artifacts, out.String())

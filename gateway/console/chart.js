@@ -7,6 +7,9 @@ export class Sparkline {
     this.svg = svg;
     this.size = size;
     this.values = [];
+    const base = document.createElementNS(SVG, "line");
+    for (const [k, v] of Object.entries({ x1: 0, y1: 58, x2: 300, y2: 58, class: "base" })) base.setAttribute(k, v);
+    svg.appendChild(base);
     this.line = document.createElementNS(SVG, "polyline");
     svg.appendChild(this.line);
   }
@@ -16,8 +19,10 @@ export class Sparkline {
     if (this.values.length > this.size) this.values.shift();
     const top = Math.max(1, ...this.values);
     const step = 300 / (this.size - 1);
-    const offset = this.size - this.values.length;
-    this.line.setAttribute("points", this.values
+    // One value is drawn as a short flat segment, so that the first sample shows.
+    const values = this.values.length === 1 ? [this.values[0], this.values[0]] : this.values;
+    const offset = this.size - values.length;
+    this.line.setAttribute("points", values
       .map((x, i) => `${((offset + i) * step).toFixed(1)},${(58 - (x / top) * 56).toFixed(1)}`)
       .join(" "));
   }

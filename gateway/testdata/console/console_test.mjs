@@ -1,7 +1,7 @@
 // Drives the operator's console in headless Chromium (the system's, through playwright-core),
 // as gateway/console_browser_test.go sets it up: a gateway with the console on, a test client
 // holding one socket. Steps: a wrong password is refused; the right one logs in; the overview
-// shows the node with its socket; the user search finds the client's socket; Disconnect,
+// shows the nodes, the one holding the socket with 1; the user search finds the client's socket; Disconnect,
 // confirmed, disconnects it; logout. A screenshot of each page goes to ARTIFACTS. Any failed
 // expectation throws, and the process exits non-zero.
 
@@ -19,6 +19,8 @@ const query = env("SEARCH_QUERY");
 const sessionId = env("SESSION_ID");
 const nodeId = env("NODE_ID");
 const artifacts = env("ARTIFACTS");
+const mode = env("EXPECT_MODE");
+const nodes = Number(env("EXPECT_NODES"));
 const TIMEOUT = 15000;
 
 const step = (msg) => console.log(`[${new Date().toISOString()}] ${msg}`);
@@ -72,9 +74,16 @@ try {
   await page.locator("#overview-page").waitFor({ state: "visible" });
   const row = page.locator(`#nodes-body tr[data-node="${nodeId}"]`);
   await expectText(row.locator("td.sockets"), /^1$/, "the node's live sockets");
-  await expectText(page.locator("#stat-mode"), /embedded/, "mode");
+  await expectText(page.locator("#stat-mode"), new RegExp(`^${mode}$`), "mode");
+  await expectText(page.locator("#stat-nodes"), new RegExp(`^${nodes}$`), "node count");
+  await expectText(page.locator("#stat-sockets"), /^1$/, "live sockets");
+  await expectText(page.locator("#stat-redis"), mode === "cluster" ? /^up, / : /embedded/, "Redis health");
   // Let a few polls in so that the rates and charts have points.
   await expectText(page.locator("#rate-connects"), /\/s/, "connect rate");
+  for (const id of ["chart-connects", "chart-disconnects"]) {
+    const points = await page.locator(`#${id} polyline`).getAttribute("points");
+    if (!points || points.split(" ").length < 2) throw new Error(`${id} has no line: ${points}`);
+  }
   await shot("overview");
 
   step(`search ${query}`);
