@@ -211,6 +211,23 @@ func TestConsoleLogin(t *testing.T) {
 	}
 }
 
+// TestConsoleWithCORSOrigins: a node that allows only its game's origins still serves its
+// own console (same-origin requests carry an Origin but are not CORS), and still refuses
+// other origins.
+func TestConsoleWithCORSOrigins(t *testing.T) {
+	cfg := consoleConfig()
+	cfg.CORSOrigins = []string{"https://game.example"}
+	s := startServer(t, cfg, memStores())
+	c := newConsoleClient(t, s)
+	if r := c.login(t, testConsoleUser, testConsolePassword, "Origin", s.url); r.status != 200 {
+		t.Fatalf("same-origin login: %d %s", r.status, r.body)
+	}
+	if r := c.do(t, http.MethodPost, "/console/api/logout", "{}", "Origin", s.url); r.status != 200 {
+		t.Errorf("same-origin logout: %d %s", r.status, r.body)
+	}
+	wantError(t, c.login(t, testConsoleUser, testConsolePassword, "Origin", "https://other.example"), 403, 7, "Origin not allowed.")
+}
+
 // TestConsoleLoginRateLimit: after 5 failed logins within a minute an IP is refused with 429
 // even with the right password; other IPs are not.
 func TestConsoleLoginRateLimit(t *testing.T) {
