@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -283,11 +284,14 @@ func (s *Server) handleConsoleLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // consoleCookie is the session cookie: HttpOnly, SameSite=Strict, for /console only, Secure
-// when the API is served over TLS. maxAge < 0 deletes it.
+// when the API is served over TLS, here or (with TrustForwardedFor) by the proxy in front.
+// maxAge < 0 deletes it.
 func (s *Server) consoleCookie(r *http.Request, value string, maxAge int) *http.Cookie {
+	secure := r.TLS != nil || s.cfg.TLSCert != "" ||
+		(s.cfg.TrustForwardedFor && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
 	return &http.Cookie{
 		Name: consoleCookie, Value: value, Path: "/console", MaxAge: maxAge,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || s.cfg.TLSCert != "",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure,
 	}
 }
 

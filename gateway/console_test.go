@@ -242,8 +242,17 @@ func TestConsoleLoginRateLimit(t *testing.T) {
 		}
 	}
 	wantError(t, c.login(t, testConsoleUser, testConsolePassword, from("192.0.2.1")...), 429, 8, "Too many failed logins, try again later.")
-	if r := c.login(t, testConsoleUser, testConsolePassword, from("192.0.2.2")...); r.status != 200 {
+	r := c.login(t, testConsoleUser, testConsolePassword, from("192.0.2.2")...)
+	if r.status != 200 {
 		t.Errorf("another IP: %d %s", r.status, r.body)
+	}
+	if sessionCookie(t, r).Secure {
+		t.Error("cookie Secure over plain HTTP without X-Forwarded-Proto")
+	}
+	// Behind a trusted proxy that terminates TLS, the cookie is Secure.
+	r = c.login(t, testConsoleUser, testConsolePassword, "X-Forwarded-For", "192.0.2.4", "X-Forwarded-Proto", "https")
+	if !sessionCookie(t, r).Secure {
+		t.Error("cookie not Secure behind a TLS proxy")
 	}
 	// A success resets nothing for the blocked IP, and four failures elsewhere stay allowed.
 	for range 4 {
