@@ -389,7 +389,12 @@ func TestDashboardMetricsExist(t *testing.T) {
 		t.Fatalf("dashboard uid %q with %d panels", d.UID, len(d.Panels))
 	}
 	queried := map[string]bool{}
+	ids := map[int]bool{}
 	for _, p := range d.Panels {
+		if ids[p.ID] || p.Title == "" {
+			t.Errorf("panel %d %q: duplicate id or no title", p.ID, p.Title)
+		}
+		ids[p.ID] = true
 		if p.Datasource.UID != dashboardDatasourceUID || len(p.Targets) == 0 {
 			t.Errorf("panel %q: datasource %q, %d targets", p.Title, p.Datasource.UID, len(p.Targets))
 		}
