@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sessiongate/sessiongate/internal/redisfeed"
 )
 
 // DefaultRedisPrefix is the key prefix the Redis stores use when given an empty one.
@@ -279,94 +279,23 @@ func (s *RedisRevocations) Revoke(ctx context.Context, r Revocation) error {
 	return nil
 }
 
-// Watch implements RevocationStore. Each pass subscribes, reads the snapshot, calls synced
-// and applies messages until the subscription fails; then Watch calls unsynced (if it had
-// called synced), waits a backoff and starts a new pass, so revocations made while it was
-// cut off arrive with the next snapshot.
+// Watch implements RevocationStore on internal/redisfeed: each pass subscribes, reads the
+// snapshot, calls synced and applies messages until the subscription fails; then Watch calls
+// unsynced (if it had called synced), waits a backoff and starts a new pass, so revocations
+// made while it was cut off arrive with the next snapshot.
 func (s *RedisRevocations) Watch(ctx context.Context, apply func(Revocation), synced, unsynced func()) error {
-	inSync := false
-	backoff := s.minBackoff
-	markSynced := func() {
-		inSync = true
-		backoff = s.minBackoff
-		synced()
-	}
-	markLost := func() {
-		if inSync {
-			inSync = false
-			unsynced()
-		}
-	}
-	for {
-		// The pass's error only says why the feed was lost; the retry is the answer to it.
-		_ = s.watchOnce(ctx, apply, markSynced, markLost)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		markLost()
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		backoff = min(2*backoff, s.maxBackoff)
-	}
-}
-
-// watchOnce runs one subscription until it fails or ctx ends.
-func (s *RedisRevocations) watchOnce(ctx context.Context, apply func(Revocation), markSynced, markLost func()) error {
-	ps := s.client.Subscribe(ctx)
-	defer ps.Close()
-	// Receive does not watch ctx, only deadlines; closing the subscription is what ends a
-	// Receive blocked on a quiet channel when ctx is cancelled.
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
-	defer stop()
-
-	if err := ps.Subscribe(ctx, s.channel); err != nil {
-		return fmt.Errorf("failed to subscribe to revocations: %w", err)
-	}
-	subscribed := false
-	pinged := false
-	for {
-		msg, err := ps.ReceiveTimeout(ctx, s.healthEvery)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if subscribed && isTimeout(err) && !pinged {
-				if err := ps.Ping(ctx); err != nil {
-					return fmt.Errorf("failed to ping revocation feed: %w", err)
-				}
-				pinged = true
-				continue
-			}
-			return fmt.Errorf("failed to receive revocations: %w", err)
-		}
-		pinged = false
-		switch m := msg.(type) {
-		case *redis.Message:
-			if r, ok := decodeRevocation(m.Payload); ok {
+	return redisfeed.Run(ctx, s.client, s.channel, redisfeed.Options{
+		MinBackoff: s.minBackoff, MaxBackoff: s.maxBackoff, HealthEvery: s.healthEvery,
+	}, redisfeed.Handler{
+		Resync: func(ctx context.Context) error { return s.snapshot(ctx, apply) },
+		Message: func(payload string) {
+			if r, ok := decodeRevocation(payload); ok {
 				apply(r)
 			}
-		case *redis.Subscription:
-			if m.Kind != "subscribe" || m.Channel != s.channel {
-				continue
-			}
-			// The first confirmation starts the feed. A later one means go-redis reconnected
-			// and resubscribed on its own, and messages sent in between are lost: the
-			// snapshot must be read again.
-			if subscribed {
-				markLost()
-			}
-			subscribed = true
-			if err := s.snapshot(ctx, apply); err != nil {
-				return err
-			}
-			markSynced()
-		}
-	}
+		},
+		Synced: synced,
+		Lost:   unsynced,
+	})
 }
 
 // snapshot applies every revocation in force.
@@ -400,12 +329,6 @@ func decodeRevocation(s string) (Revocation, bool) {
 		return Revocation{}, false
 	}
 	return r, true
-}
-
-// isTimeout reports a read deadline passing, as opposed to a broken connection.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // Ping implements RevocationStore.

@@ -64,6 +64,11 @@ func decodeBody(r *http.Request, m proto.Message) (empty bool, err error) {
 // writeJSON renders m as Nakama renders it.
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, m proto.Message) {
 	body, err := marshalJSON.Marshal(m)
+	s.writeBody(w, r, body, err)
+}
+
+// writeBody writes an encoded JSON body, or the error of encoding it.
+func (s *Server) writeBody(w http.ResponseWriter, r *http.Request, body []byte, err error) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -57,9 +57,9 @@ const (
 )
 
 // UserNotifier delivers notifications to the live sockets of a user and returns how many
-// sockets queued them. The default, localNotifier, reaches the sockets of this node only
-// (Server.NotifyUser); one that reaches every node over the cluster bus is installed with
-// SetUserNotifier (or made the default in newPlaySessions).
+// sockets queued them. The default, clusterNotifier, reaches the user's sockets on every node
+// over the cluster bus (in-process in embedded mode); another one can be installed with
+// SetUserNotifier.
 type UserNotifier interface {
 	NotifyUser(ctx context.Context, userID string, notifications ...*api.Notification) (int, error)
 }
@@ -71,11 +71,11 @@ func (s *Server) SetUserNotifier(n UserNotifier) { s.play.notifier.Store(&notifi
 // notifierBox lets notifiers of any type share one atomic.Pointer.
 type notifierBox struct{ UserNotifier }
 
-// localNotifier delivers through this node's hub.
-type localNotifier struct{ s *Server }
+// clusterNotifier delivers to every node's sockets (Server.NotifyUserCluster).
+type clusterNotifier struct{ s *Server }
 
-func (l localNotifier) NotifyUser(_ context.Context, userID string, ns ...*api.Notification) (int, error) {
-	return l.s.NotifyUser(userID, ns...)
+func (n clusterNotifier) NotifyUser(ctx context.Context, userID string, ns ...*api.Notification) (int, error) {
+	return n.s.NotifyUserCluster(ctx, userID, ns...)
 }
 
 // gameSessionJSON is a game session on the wire.
@@ -100,19 +100,8 @@ func gameJSON(gs *presence.GameSession) gameSessionJSON {
 		Data: gs.Data, Version: gs.Version}
 }
 
-// writeValue writes v as JSON.
-func (s *Server) writeValue(w http.ResponseWriter, r *http.Request, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(body)
-}
-
 func (s *Server) writeGame(w http.ResponseWriter, r *http.Request, gs *presence.GameSession) {
-	s.writeValue(w, r, gameJSON(gs))
+	s.writeValue(w, r, gameJSON(gs), nil)
 }
 
 func (s *Server) writeGames(w http.ResponseWriter, r *http.Request, list []*presence.GameSession) {
@@ -122,7 +111,7 @@ func (s *Server) writeGames(w http.ResponseWriter, r *http.Request, list []*pres
 	for i, gs := range list {
 		out.GameSessions[i] = gameJSON(gs)
 	}
-	s.writeValue(w, r, out)
+	s.writeValue(w, r, out, nil)
 }
 
 // decodeJSON reads a JSON request body into v; an empty body leaves v as it is.

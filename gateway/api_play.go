@@ -37,7 +37,7 @@ type playSessions struct {
 
 func newPlaySessions(s *Server, stores Stores, m *Metrics) *playSessions {
 	p := &playSessions{s: s, play: stores.Play, games: stores.Games, metrics: newPlayMetrics(m.Registry)}
-	p.notifier.Store(&notifierBox{localNotifier{s}}) // cluster-wide: see UserNotifier
+	p.notifier.Store(&notifierBox{clusterNotifier{s}})
 	if p.play == nil {
 		p.play = presence.NewMemoryPlay()
 	}

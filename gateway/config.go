@@ -65,6 +65,14 @@ type Config struct {
 	// PongWait is how long a socket may stay silent (no pong, ping or message) before it is
 	// closed with 4002. Must exceed PingPeriod. Default 25s.
 	PongWait time.Duration
+	// NodeTTL is how long a silent node stays in the cluster: nodes heartbeat every NodeTTL/4
+	// and one that missed three heartbeats (NodeTTL*3/4) is expired at the next sweep, so a
+	// dead node's presences are gone from every node within NodeTTL. Default 15s.
+	NodeTTL time.Duration
+	// ClusterTimeout bounds how long a cross-node request (server API disconnects, session
+	// lists, notifications) waits for each node's answer; a node silent past it fails the
+	// call with 503 code 14 naming it. Default 2s.
+	ClusterTimeout time.Duration
 	// SingleSocket makes a user's new socket close that user's older ones (notification code -7
 	// "single_socket", then close 4001), as Nakama's session.single_socket. Default false.
 	SingleSocket bool
@@ -83,7 +91,17 @@ type Config struct {
 	// PlaySessionTimeout is how long a play session lives after its last heartbeat (an HTTP
 	// heartbeat, or a live socket of its user). Default 10s.
 	PlaySessionTimeout time.Duration
+	// Console (GET /console); see console.go.
+
+	// ConsoleUsername is the operator's login name on the console. Default "admin".
+	ConsoleUsername string
+	// ConsolePassword is the operator's console password, at least 8 bytes; empty disables the
+	// console (its routes answer 404). cmd/gateway generates one and prints it once when none is set.
+	ConsolePassword string
 }
+
+// minConsolePassword is the shortest console password a node accepts.
+const minConsolePassword = 8
 
 // Defaults returns c with every zero field set to its documented default.
 func (c Config) Defaults() Config {
@@ -139,6 +157,15 @@ func (c Config) Defaults() Config {
 	if c.PlaySessionTimeout == 0 {
 		c.PlaySessionTimeout = 10 * time.Second
 	}
+	if c.NodeTTL == 0 {
+		c.NodeTTL = 15 * time.Second
+	}
+	if c.ClusterTimeout == 0 {
+		c.ClusterTimeout = 2 * time.Second
+	}
+	if c.ConsoleUsername == "" {
+		c.ConsoleUsername = "admin"
+	}
 	c.Auth = c.Auth.Defaults()
 	return c
 }
@@ -152,6 +179,12 @@ func (c Config) Validate() error {
 		return errors.New("TLS needs both a certificate and a key")
 	case c.DrainPeriod < 0:
 		return errors.New("drain period must not be negative")
+	case c.NodeTTL < 40*time.Millisecond:
+		return fmt.Errorf("node TTL must be at least 40ms, got %v", c.NodeTTL)
+	case c.ClusterTimeout < 0:
+		return errors.New("cluster timeout must not be negative")
+	case c.ConsolePassword != "" && len(c.ConsolePassword) < minConsolePassword:
+		return fmt.Errorf("console password must be at least %d bytes", minConsolePassword)
 	}
 	if err := c.validateSocket(); err != nil {
 		return err

@@ -218,17 +218,23 @@ func (s *testServer) do(t *testing.T, method, path, body string, headers ...stri
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return send(t, s.client, req, headers...)
+}
+
+// send sets headers (name, value pairs) on req, sends it with client and reads the answer.
+func send(t *testing.T, client *http.Client, req *http.Request, headers ...string) response {
+	t.Helper()
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, path, err)
+		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL.Path, err)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: data}
 }

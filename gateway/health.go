@@ -28,7 +28,11 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"status":"unavailable","reason":"draining"}`))
 		return
 	}
-	if err := s.auth.Ready(ctx); err != nil {
+	err := s.auth.Ready(ctx)
+	if err == nil {
+		err = s.cluster.ready()
+	}
+	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		reason, _ := json.Marshal(err.Error()) // a string always marshals
 		_, _ = w.Write([]byte(`{"status":"unavailable","reason":` + string(reason) + `}`))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -51,7 +52,9 @@ func (s *Server) buildRoutes() *routeTable {
 		{http.MethodGet, "/v2/account", s.handleGetAccount},
 		{http.MethodGet, "/ws", s.handleSocket},
 	}
-	table = append(table, s.playRoutes()...) // api_play.go
+	table = append(table, s.playRoutes()...)    // api_play.go
+	table = append(table, s.serverRoutes()...)  // api_server.go
+	table = append(table, s.consoleRoutes()...) // console.go
 	return newRouteTable(s.metrics, table)
 }
 
@@ -151,7 +154,8 @@ func routeName(r *http.Request) string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	h := w.Header()
-	if origin := r.Header.Get("Origin"); origin != "" {
+	// A browser sends Origin on same-origin POSTs too (the console's): those are not CORS.
+	if origin := r.Header.Get("Origin"); origin != "" && !isSameOrigin(origin, r.Host) {
 		if !s.allowOrigin(h, origin) {
 			s.writeError(w, r, errorf(7, "Origin not allowed."))
 			s.preflight.observe(http.StatusForbidden, time.Since(start))
@@ -205,6 +209,12 @@ func (s *Server) allowOrigin(h http.Header, origin string) bool {
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Add("Vary", "Origin")
 	return true
+}
+
+// isSameOrigin reports whether an Origin header names the host the request was sent to.
+func isSameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
 }
 
 // statusWriter remembers the status code for metrics.

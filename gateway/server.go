@@ -25,6 +25,9 @@ type Stores struct {
 	// stores (embedded mode).
 	Play  presence.PlaySessions
 	Games presence.GameSessions
+	// Cluster joins the node to a cluster (RedisStores sets it); nil runs the embedded single
+	// node on an in-process bus and registry (cluster.go).
+	Cluster *ClusterStores
 }
 
 // Server is one gateway node: the API handler, its metrics and the auth service behind it.
@@ -41,12 +44,20 @@ type Server struct {
 
 	rt *realtime // the realtime socket: hub, heartbeats, drain (socket.go)
 
-	play *playSessions // play and game sessions (api_play.go, api_game.go)
+	play    *playSessions // play and game sessions (api_play.go, api_game.go)
+	cluster *cluster      // the bus, the node registry, cross-node ops (cluster.go)
+
+	redis *redisHealth // nil in embedded mode (redis_health.go)
+
+	console *console // nil when disabled (console.go)
 }
 
 // New builds a node from cfg (defaulted and validated) over stores.
 func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 	cfg = cfg.Defaults()
+	if cfg.NodeID == "" {
+		cfg.NodeID = newNodeID()
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
 	}
@@ -63,6 +74,13 @@ func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 		return nil, err
 	}
 	s.play = newPlaySessions(s, stores, m)
+	newCluster(s, stores.Cluster)
+	if stores.Cluster != nil {
+		s.redis = newRedisHealth(stores.Accounts.Ping)
+		m.Registry.MustRegister(s.redis)
+	}
+	s.registerStatsOp()
+	s.console = newConsole(cfg)
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
 			s.anyOrigin = true
@@ -121,6 +139,17 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 		}
 	}()
 
+	// The cluster (bus, heartbeats) keeps running through the drain too: disconnects sent to
+	// this node must still reach its sockets while they close.
+	clusterCtx, stopCluster := context.WithCancel(context.Background())
+	defer stopCluster()
+	s.cluster.start(ctx, apiLn.Addr().String())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.cluster.run(clusterCtx)
+	}()
+
 	servers := []*http.Server{s.httpServer(s, apiLn)}
 	if metricsLn != nil {
 		mux := http.NewServeMux()
@@ -166,6 +195,7 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 		}
 	}
 	s.finishDrain(shutdownCtx, socketsDone)
+	stopCluster()
 	stopAuth()
 	<-heartbeats
 	s.rt.pings.Wait()

@@ -198,6 +198,9 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		username: claims.Username,
 		status:   status,
 		done:     make(chan struct{}),
+
+		vars:        claims.Vars,
+		connectedAt: time.Now().UnixNano(),
 	}
 	c.pollFn = c.pollInput
 	hw := &hijackCapture{ResponseWriter: w}

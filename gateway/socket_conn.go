@@ -33,6 +33,9 @@ type socketConn struct {
 	userID   string
 	username string
 	status   bool // connected with status=true (presence comes in a later issue)
+	// vars and connectedAt (Unix ns) describe the session to the server API (api_server.go).
+	vars        map[string]string
+	connectedAt int64
 
 	lastSeen atomic.Int64          // realtime.now() of the last frame of any kind from the client
 	pingedAt int64                 // realtime.now() of the last heartbeat ping; the sweeper's alone

@@ -319,6 +319,8 @@ func TestSocketSlowConsumer(t *testing.T) {
 	sess := s.authDevice(t, "device-socket-slow", "")
 	uid := tokenClaims(t, sess.Token).UserID
 	c := s.mustSocket(t, sess.Token)
+	// The client may see the 101 before the server has registered the socket.
+	waitFor(t, 5*time.Second, "the socket registered", func() bool { return s.srv.Hub().UserCount(uid) == 1 })
 	big := &api.Notification{Id: "big", Subject: "big", Content: `"` + strings.Repeat("x", 256<<10) + `"`}
 	sent := 0
 	for ; sent < 10000; sent++ {

@@ -31,6 +31,9 @@ const statusLookupTimeout = 5 * time.Second
 type statusPresence struct {
 	tracker presence.Tracker
 	hub     *hub.Hub
+	// forward, set in cluster mode, carries this node's events to the other nodes
+	// (cluster_presence.go); their events come back through deliver.
+	forward func(presence.Event)
 }
 
 func newStatusPresence(node string, h *hub.Hub) *statusPresence {
@@ -45,8 +48,18 @@ func (s *Server) Presence() presence.Tracker { return s.rt.status.tracker }
 // smallFollowers sizes the stack buffer for an event's recipients.
 const smallFollowers = 16
 
-// onEvent delivers a presence event to the followers of its user: encoded once, sent to all.
+// onEvent is the tracker's callback: the event goes to this node's followers and, in a
+// cluster, to the other nodes'.
 func (sp *statusPresence) onEvent(e presence.Event) {
+	sp.deliver(e)
+	if sp.forward != nil {
+		sp.forward(e)
+	}
+}
+
+// deliver sends a presence event to this node's followers of its user: encoded once, sent to
+// all.
+func (sp *statusPresence) deliver(e presence.Event) {
 	var buf [smallFollowers]string
 	followers := sp.tracker.FollowersOf(e.UserID, buf[:0])
 	if len(followers) == 0 {

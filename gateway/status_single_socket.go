@@ -25,15 +25,26 @@ const NotificationCodeSingleSocket = -7
 
 const reasonReplaced = "replaced by a newer socket"
 
-// registerSocket registers c in the hub, closing the user's older sockets in single-socket mode.
+// registerSocket registers c in the hub, closing the user's older sockets in single-socket mode,
+// on this node and (through the cluster bus) on the others.
 func (s *Server) registerSocket(c *socketConn) error {
 	if !s.cfg.SingleSocket {
 		return s.rt.hub.Register(c)
 	}
 	var buf [8]hub.Conn
 	older, err := s.rt.hub.RegisterExclusive(c, buf[:0])
-	if err != nil || len(older) == 0 {
+	if err != nil {
 		return err
+	}
+	s.cluster.replaceElsewhere(c)
+	replace(older)
+	return nil
+}
+
+// replace sends each socket the single-socket notification, then closes it with 4001.
+func replace(older []hub.Conn) {
+	if len(older) == 0 {
+		return
 	}
 	msg, err := marshalJSON.Marshal(&rtapi.Envelope{Message: &rtapi.Envelope_Notifications{
 		Notifications: &rtapi.Notifications{Notifications: []*api.Notification{{
@@ -50,5 +61,4 @@ func (s *Server) registerSocket(c *socketConn) error {
 		}
 		o.Close(CloseReplaced, reasonReplaced)
 	}
-	return nil
 }

@@ -168,6 +168,9 @@ func TestStatusManyFollowers(t *testing.T) {
 func TestSingleSocket(t *testing.T) {
 	cfg := testConfig()
 	cfg.SingleSocket = true
+	// The racing clients below never read, so a replaced socket's close handshake waits out
+	// the write wait before it unregisters: keep it well inside the test's 5s wait.
+	cfg.WriteWait = time.Second
 	s := startServer(t, cfg, memStores())
 	sess := s.authDevice(t, "device-single-socket", "")
 	uid := tokenClaims(t, sess.Token).UserID

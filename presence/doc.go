@@ -19,12 +19,12 @@
 // presence when there was none); Leave reports the last presence as a leave.
 //
 // Implementations: NewMemory (presence_memory.go) is the single-node one, used by the embedded
-// mode. The cluster implementation (presence_redis.go, to come with the cluster issue) keeps the
-// same interface: presences are written to Redis under the node's id with the node's liveness
-// TTL and announced over pub/sub, so List sees every node and a dead node's presences expire
-// with it; the follower index stays node-local (a follower is a socket on this node), and
-// events published by other nodes are delivered to the same callback, which looks up local
-// followers with FollowersOf. Nothing in the gateway changes when the implementation does.
+// mode. NewRedis (presence_redis.go) is the cluster one, behind the same interface: presences
+// are written to Redis with the id of the node that holds them, so List sees every node, and
+// RemoveNode drops a dead node's presences (emitting their leaves); the follower index stays
+// node-local (a follower is a socket on this node). Its callback receives this node's events;
+// the gateway carries them to the other nodes over the cluster bus and delivers the events it
+// receives to its local followers with FollowersOf.
 //
 // The package also holds the TTL-bound play sessions (play.go, game.go): the exclusive
 // initiate / heartbeat / end sessions (PlaySessions) and the game sessions bound to a user, a

@@ -27,6 +27,7 @@ type options struct {
 	corsOrigins string
 	logLevel    string
 	logFormat   string
+	console     bool
 }
 
 // envName is the environment variable that sets a flag: SESSIONGATE_ + upper snake case.
@@ -78,7 +79,12 @@ func parseOptions(args []string, lookupEnv func(string) (string, bool), stderr i
 	fs.IntVar(&c.GameSessionDataMaxBytes, "game-session-data-max-bytes", 65536, "largest game session data, in bytes of compacted JSON (a write body is also bound by --max-request-bytes)")
 	fs.IntVar(&c.GameSessionsPerUser, "game-sessions-per-user", 100, "most game sessions one user may hold open at once; a create beyond it gets 429")
 	fs.DurationVar(&c.PlaySessionTimeout, "play-session-timeout", 10*time.Second, "a play session ends this long after its last heartbeat")
+	fs.DurationVar(&c.NodeTTL, "node-ttl", 15*time.Second, "a node silent this long is dropped from the cluster and its presences removed everywhere; heartbeats every ttl/4")
+	fs.DurationVar(&c.ClusterTimeout, "cluster-timeout", 2*time.Second, "how long a cross-node request (server API) waits for each node before failing with 503")
 	fs.BoolVar(&c.SingleSocket, "single-socket", false, "a user's new socket closes that user's older sockets (notification -7, then close 4001)")
+	fs.BoolVar(&o.console, "console", true, "serve the operator's console at /console on the API address")
+	fs.StringVar(&c.ConsoleUsername, "console-username", "admin", "the console operator's login name")
+	fs.StringVar(&c.ConsolePassword, "console-password", "", "the console operator's password; empty generates one, printed once at start")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -133,6 +133,11 @@ var flagCases = map[string]flagCase{
 	"game-session-data-max-bytes": {"1000", "2000", "1000", "2000", func(o *options) string { return strconv.Itoa(o.cfg.GameSessionDataMaxBytes) }},
 	"game-sessions-per-user":      {"5", "7", "5", "7", func(o *options) string { return strconv.Itoa(o.cfg.GameSessionsPerUser) }},
 	"play-session-timeout":        {"5s", "20s", "5s", "20s", func(o *options) string { return dur(o.cfg.PlaySessionTimeout) }},
+	"node-ttl":                    {"20s", "8s", "20s", "8s", func(o *options) string { return dur(o.cfg.NodeTTL) }},
+	"cluster-timeout":             {"3s", "500ms", "3s", "500ms", func(o *options) string { return dur(o.cfg.ClusterTimeout) }},
+	"console":                     {"false", "true", "false", "true", func(o *options) string { return strconv.FormatBool(o.console) }},
+	"console-username":            {"env-op", "flag-op", "env-op", "flag-op", func(o *options) string { return o.cfg.ConsoleUsername }},
+	"console-password":            {"env-pw", "flag-pw", "env-pw", "flag-pw", func(o *options) string { return o.cfg.ConsolePassword }},
 }
 
 // TestParseOptionsPrecedence: for every flag, the environment beats the default and the
@@ -153,7 +158,7 @@ func TestParseOptionsPrecedence(t *testing.T) {
 			t.Errorf("%s from env %s=%q: %q, want %q", name, envName(name), tc.envValue, got, want)
 		}
 		forms := [][]string{{"--" + name + "=" + tc.flagValue}, {"-" + name, tc.flagValue}}
-		if name == "trust-forwarded-for" || name == "single-socket" {
+		if name == "trust-forwarded-for" || name == "single-socket" || name == "console" {
 			forms = forms[:1] // a boolean flag takes its value only after "="
 		}
 		for _, args := range forms {

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -22,7 +23,6 @@ import (
 
 	"github.com/sessiongate/sessiongate/auth"
 	"github.com/sessiongate/sessiongate/gateway"
-	"github.com/sessiongate/sessiongate/presence"
 )
 
 func main() {
@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		fmt.Fprintln(stderr, "gateway:", err)
 		return 2
 	}
-	if err := serve(ctx, o, log); err != nil {
+	if err := serve(ctx, o, log, stderr); err != nil {
 		log.Error().Err(err).Msg("gateway stopped with an error")
 		return 1
 	}
@@ -55,10 +55,18 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	return 0
 }
 
-func serve(ctx context.Context, o *options, log zerolog.Logger) error {
+func serve(ctx context.Context, o *options, log zerolog.Logger, stderr io.Writer) error {
 	cfg := o.cfg
 	if cfg.NodeID == "" {
 		cfg.NodeID = newNodeID()
+	}
+	generatedPassword := false
+	switch {
+	case !o.console:
+		cfg.ConsolePassword = "" // disables it
+	case cfg.ConsolePassword == "":
+		cfg.ConsolePassword = newConsolePassword()
+		generatedPassword = true
 	}
 	log = log.With().Str("node", cfg.NodeID).Logger()
 	if names := o.defaultSecrets(); len(names) > 0 {
@@ -91,7 +99,12 @@ func serve(ctx context.Context, o *options, log zerolog.Logger) error {
 	if cfg.RedisURL != "" {
 		mode = "redis"
 	}
-	log.Info().Str("mode", mode).Msg("gateway starting")
+	log.Info().Str("mode", mode).Bool("console", o.console).Msg("gateway starting")
+	if generatedPassword {
+		// Printed, not logged: the one place the generated password appears.
+		fmt.Fprintf(stderr, "console: http://%s/console user %q password %s (generated for this run; set --console-password to choose one)\n",
+			apiLn.Addr(), cfg.ConsoleUsername, cfg.ConsolePassword)
+	}
 	return srv.Run(ctx, apiLn, metricsLn)
 }
 
@@ -111,13 +124,15 @@ func openStores(ctx context.Context, redisURL, prefix string) (gateway.Stores, f
 		client.Close()
 		return gateway.Stores{}, nil, fmt.Errorf("failed to reach redis: %w", err)
 	}
-	stores := gateway.Stores{
-		Accounts:    auth.NewRedisAccounts(client, prefix),
-		Revocations: auth.NewRedisRevocations(client, prefix),
-		Play:        presence.NewRedisPlay(client, prefix),
-		Games:       presence.NewRedisGames(client, prefix),
-	}
-	return stores, func() { client.Close() }, nil
+	return gateway.RedisStores(client, prefix, gateway.RedisOptions{}), func() { client.Close() }, nil
+}
+
+// newConsolePassword is a console password for a node started without one: 18 random bytes,
+// base64url (24 characters).
+func newConsolePassword() string {
+	var b [18]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 func newNodeID() string {

@@ -1,0 +1,367 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessiongate/sessiongate/auth"
+	"github.com/sessiongate/sessiongate/hub"
+	"github.com/sessiongate/sessiongate/presence"
+)
+
+// The cluster: every node runs the same code whether it is alone (embedded mode: an in-process
+// bus and registry that hold only itself) or one of many on Redis (Stores.Cluster). A node
+// heartbeats into the registry, expires the nodes that stopped heartbeating (removing their
+// presences, whose leaves reach every follower), answers the ops of the other nodes over the
+// bus (cluster_ops.go), and carries its presence events to them (cluster_presence.go).
+
+// ClusterStores make a node part of a cluster: a Bus for its inbox, the shared Registry of
+// nodes, and the cluster presence tracker. RedisStores builds them on Redis.
+type ClusterStores struct {
+	// Bus returns the bus of the node with that id.
+	Bus func(node string) hub.Bus
+	// Nodes returns the registry, with nodes live for ttl after a heartbeat.
+	Nodes func(ttl time.Duration) hub.Registry
+	// Presence returns the node's presence tracker, which calls onEvent for the events of
+	// this node's changes.
+	Presence func(node string, onEvent presence.EventFunc) presence.Tracker
+}
+
+// RedisOptions tunes the Redis stores; zero fields take the defaults of the stores.
+type RedisOptions struct {
+	// MinBackoff and MaxBackoff bound the wait before a lost subscription (revocations, the
+	// bus) is restored. Defaults 50ms and 2s.
+	MinBackoff, MaxBackoff time.Duration
+	// HealthEvery is how long a subscription may stay silent before it is pinged. Default 10s.
+	HealthEvery time.Duration
+}
+
+// RedisStores returns the stores of a cluster node on client (single server, Sentinel or
+// Redis Cluster) with every key and channel under prefix. The caller owns client.
+func RedisStores(client redis.UniversalClient, prefix string, o RedisOptions) Stores {
+	if prefix == "" {
+		prefix = auth.DefaultRedisPrefix
+	}
+	return Stores{
+		Accounts: auth.NewRedisAccounts(client, prefix),
+		Revocations: auth.NewRedisRevocations(client, prefix,
+			auth.WithRedisWatchBackoff(o.MinBackoff, o.MaxBackoff), auth.WithRedisWatchHealthCheck(o.HealthEvery)),
+		Cluster: &ClusterStores{
+			Bus: func(node string) hub.Bus {
+				return hub.NewRedisBus(client, hub.RedisBusConfig{Node: node, Prefix: prefix,
+					MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, HealthEvery: o.HealthEvery})
+			},
+			Nodes: func(ttl time.Duration) hub.Registry { return hub.NewRedisRegistry(client, prefix, ttl) },
+			Presence: func(node string, onEvent presence.EventFunc) presence.Tracker {
+				return presence.NewRedis(client, presence.RedisConfig{Node: node, Prefix: prefix, OnEvent: onEvent})
+			},
+		},
+		Play:  presence.NewRedisPlay(client, prefix),
+		Games: presence.NewRedisGames(client, prefix),
+	}
+}
+
+// nodeCleaner is what a cluster tracker offers for dead nodes and Redis restarts.
+type nodeCleaner interface {
+	RemoveNode(ctx context.Context, node string) (int, error)
+	Republish(ctx context.Context) error
+}
+
+// cluster is a Server's membership of the cluster.
+type cluster struct {
+	s        *Server
+	node     string
+	x        *hub.Exchange
+	bus      hub.Bus
+	nodes    hub.Registry
+	cleaner  nodeCleaner // nil in embedded mode
+	metrics  *clusterMetrics
+	started  time.Time
+	addr     string
+	every    time.Duration // heartbeat and sweep period
+	liveness time.Duration // registry TTL
+
+	mu   sync.Mutex
+	seen map[string]time.Time // other nodes -> when a Nodes listing last showed them (local clock)
+
+	// Casts (presence events, single-socket replacements) go through one queue and one sender,
+	// so that each node receives this node's events in the order they happened.
+	castMu  sync.Mutex
+	stopped bool // set under castMu when castQ is closed
+	castQ   chan castItem
+}
+
+// castItem is one queued cast.
+type castItem struct {
+	op    string
+	body  any
+	nodes []string
+}
+
+// castQueueSize bounds the casts waiting to be sent; beyond it they are dropped and counted.
+const castQueueSize = 8192
+
+// newNodeID names a node whose config names none.
+func newNodeID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms
+	return "node-" + hex.EncodeToString(b[:])
+}
+
+func newCluster(s *Server, cs *ClusterStores) {
+	cfg := s.cfg
+	c := &cluster{s: s, node: cfg.NodeID, started: time.Now().UTC(), seen: make(map[string]time.Time),
+		every: cfg.NodeTTL / 4, liveness: cfg.NodeTTL * 3 / 4, castQ: make(chan castItem, castQueueSize)}
+	if cs == nil {
+		c.bus = hub.NewMemoryNetwork().Bus(c.node)
+		c.nodes = hub.NewMemoryRegistry(c.liveness)
+	} else {
+		c.bus = cs.Bus(c.node)
+		c.nodes = cs.Nodes(c.liveness)
+		t := cs.Presence(c.node, s.rt.status.onEvent)
+		s.rt.status.tracker = t
+		c.cleaner, _ = t.(nodeCleaner)
+		s.rt.status.forward = c.forwardPresence
+	}
+	c.x = hub.NewExchange(c.node, c.bus, cfg.ClusterTimeout)
+	c.metrics = newClusterMetrics(s.metrics.Registry, c)
+	c.registerOps()
+	s.cluster = c
+}
+
+// start prepares the node before it serves: presences left by an earlier run under this id
+// are removed (their followers get the leaves) and the node is registered.
+func (c *cluster) start(ctx context.Context, addr string) {
+	c.addr = addr
+	c.heartbeat(ctx) // registers, and learns the other nodes for the leaves below
+	if c.cleaner != nil {
+		if n, err := c.cleaner.RemoveNode(ctx, c.node); err != nil {
+			c.s.log.Warn().Err(err).Msg("removing presences of this node's previous run")
+		} else if n > 0 {
+			c.s.log.Info().Int("presences", n).Msg("removed presences of this node's previous run")
+		}
+	}
+	// The other nodes learn of this one now rather than at their next heartbeat, so that its
+	// sockets get their presence events and replacements from the start.
+	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.ClusterTimeout)
+	defer cancel()
+	for _, n := range c.others() {
+		_ = c.x.Cast(ctx, n, opHello, nil)
+	}
+}
+
+// run serves the bus and heartbeats until ctx ends, then leaves the registry.
+func (c *cluster) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := c.x.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			c.s.log.Error().Err(err).Msg("cluster bus stopped")
+		}
+	})
+	sender := make(chan struct{})
+	go func() {
+		defer close(sender)
+		c.sendCasts()
+	}()
+	t := time.NewTicker(c.every)
+	var gen uint64 // the first subscription has nothing to restore
+	for {
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			c.castMu.Lock()
+			c.stopped = true
+			close(c.castQ)
+			c.castMu.Unlock()
+			<-sender
+			wg.Wait()
+			c.leave()
+			return
+		case <-t.C:
+		}
+		c.heartbeat(ctx)
+		c.expire(ctx)
+		if g := c.bus.Generation(); g != gen {
+			// The bus resubscribed: Redis may have restarted empty.
+			first := gen == 0
+			gen = g
+			if c.cleaner != nil && !first {
+				if err := c.cleaner.Republish(ctx); err != nil {
+					c.s.log.Warn().Err(err).Msg("republishing presences")
+				}
+			}
+		}
+	}
+}
+
+func (c *cluster) heartbeat(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.every)
+	defer cancel()
+	err := c.nodes.Heartbeat(ctx, hub.NodeInfo{ID: c.node, Address: c.addr, Sessions: c.s.rt.hub.Len(), StartedAt: c.started})
+	if err != nil {
+		c.s.log.Warn().Err(err).Msg("node heartbeat failed")
+		return
+	}
+	_, _ = c.liveNodes(ctx)
+}
+
+// expire removes dead nodes from the registry; for each one this node was first to see, it
+// removes the node's presences (followers everywhere get the leaves).
+func (c *cluster) expire(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.every)
+	defer cancel()
+	gone, err := c.nodes.Expire(ctx)
+	if err != nil {
+		c.s.log.Warn().Err(err).Msg("expiring dead nodes")
+		return
+	}
+	for _, id := range gone {
+		c.metrics.deadNodes.Inc()
+		c.forget(id)
+		n := 0
+		if c.cleaner != nil {
+			if n, err = c.cleaner.RemoveNode(ctx, id); err != nil {
+				c.s.log.Warn().Err(err).Str("dead_node", id).Msg("removing presences of a dead node")
+			}
+		}
+		c.s.log.Warn().Str("dead_node", id).Int("presences", n).Msg("node stopped heartbeating; removed")
+	}
+}
+
+// leave takes the node out of the registry and tells the other nodes, on a graceful stop.
+func (c *cluster) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ClusterTimeout)
+	defer cancel()
+	for _, n := range c.others() {
+		_ = c.x.Cast(ctx, n, opLeave, nil)
+	}
+	if err := c.nodes.Leave(ctx, c.node); err != nil {
+		c.s.log.Warn().Err(err).Msg("leaving the node registry")
+	}
+}
+
+func (c *cluster) forget(node string) {
+	c.mu.Lock()
+	delete(c.seen, node)
+	c.mu.Unlock()
+}
+
+// liveNodes returns the ids of the live nodes, this one included: the registry's listing, plus
+// nodes a listing showed within the liveness window that this one lacks (the registry's data
+// was lost with a Redis restart and they have not heartbeated since), so that a request is
+// never answered for the whole cluster without asking a node that may hold the session.
+func (c *cluster) liveNodes(ctx context.Context) ([]string, error) {
+	infos, err := c.nodes.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ids := []string{c.node}
+	c.mu.Lock()
+	for _, n := range infos {
+		if n.ID != c.node {
+			c.seen[n.ID] = now
+		}
+	}
+	for id, at := range c.seen {
+		if now.Sub(at) > c.liveness {
+			delete(c.seen, id)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// others returns the other nodes last seen live, without a registry round trip (for casts
+// made on a socket's path: presence events, single-socket replacements).
+func (c *cluster) others() []string {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]string, 0, len(c.seen))
+	for id, at := range c.seen {
+		if now.Sub(at) <= c.liveness {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// castOthers queues op for every other live node without waiting; a full queue drops it
+// (counted as outcome "dropped"). Receivers of presence events and replacements are
+// best-effort by nature: a node that misses one is down or resubscribing, and a status_follow
+// lists the current state again.
+func (c *cluster) castOthers(op string, body any) {
+	others := c.others()
+	if len(others) == 0 {
+		return
+	}
+	c.castMu.Lock()
+	defer c.castMu.Unlock()
+	if c.stopped {
+		return
+	}
+	select {
+	case c.castQ <- castItem{op: op, body: body, nodes: others}:
+	default:
+		c.metrics.calls.WithLabelValues(op, "dropped").Add(float64(len(others)))
+		c.s.log.Warn().Str("op", op).Msg("cluster cast queue full; cast dropped")
+	}
+}
+
+// sendCasts sends the queued casts in order until the queue is closed; each cast goes to its
+// nodes in parallel, and the next starts when it has reached them all.
+func (c *cluster) sendCasts() {
+	var wg sync.WaitGroup
+	for it := range c.castQ {
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ClusterTimeout)
+		for _, n := range it.nodes {
+			wg.Go(func() {
+				err := c.x.Cast(ctx, n, it.op, it.body)
+				c.metrics.observe(it.op, err)
+				if err != nil {
+					c.s.log.Debug().Err(err).Str("op", it.op).Msg("cluster cast failed")
+				}
+			})
+		}
+		wg.Wait()
+		cancel()
+	}
+}
+
+// localLast lists the ops whose part on this node runs only once the other nodes have
+// answered. They set many sockets closing or writing at once, and this node's own burst of
+// socket writer goroutines would otherwise delay its handling of the other nodes' replies
+// behind them (in process, 3 × 2,000 sockets: replies handled 70–120 ms late); the other
+// nodes' bursts run in their own processes after they have replied.
+var localLast = map[string]bool{opDisconnectUser: true, opNotifyUser: true}
+
+// callAll is Exchange.CallAll, counted, with this node last for the ops of localLast.
+func (c *cluster) callAll(ctx context.Context, nodes []string, op string, body any) []hub.Result {
+	var res []hub.Result
+	if i := slices.Index(nodes, c.node); i >= 0 && localLast[op] {
+		others := slices.Delete(slices.Clone(nodes), i, i+1)
+		res = c.x.CallAll(ctx, others, op, body)
+		rep, err := c.x.Call(ctx, c.node, op, body)
+		res = slices.Insert(res, i, hub.Result{Node: c.node, Reply: rep, Err: err})
+	} else {
+		res = c.x.CallAll(ctx, nodes, op, body)
+	}
+	for _, r := range res {
+		c.metrics.observe(op, r.Err)
+	}
+	return res
+}
+
+// ready reports whether the node's bus subscription is live (/readyz).
+func (c *cluster) ready() error { return c.x.Ready() }

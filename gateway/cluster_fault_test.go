@@ -1,0 +1,234 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessiongate/sessiongate/gateway"
+	"github.com/sessiongate/sessiongate/internal/redisproc"
+)
+
+// Redis killed and restarted under three nodes: sockets stay up, /readyz goes red then green,
+// a disconnect asked while Redis is down fails loudly (503) rather than silently, and delivery
+// resumes once it is back.
+func TestClusterRedisRestart(t *testing.T) {
+	srv := redisproc.ForTest(t)
+	nodes := startNodes(t, singleRedis(srv.Addr()), 3, nil)
+	u := newClusterUser(t, nodes[0], "device-cluster-restart")
+	ws := nodes[0].mustSocket(t, u.token)
+	sid := sessionOn(t, nodes[0], u.id)
+
+	// Every subscription dropped by Redis (the connections killed, Redis still up): a
+	// disconnect asked at that moment either reaches the socket or fails loudly; once the
+	// nodes have resubscribed, it reaches the socket.
+	other := newClusterUser(t, nodes[0], "device-cluster-resub")
+	ows := nodes[0].mustSocket(t, other.token)
+	osid := sessionOn(t, nodes[0], other.id)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	if err := admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	failed := 0
+	for {
+		r := nodes[2].serverCall(t, http.MethodPost, "/v2/server/sessions/"+osid+"/disconnect", "")
+		// 404 after a failure: the failed call did reach the socket's node (only its reply was
+		// lost); the close below proves it.
+		if r.status == 200 || (r.status == 404 && failed > 0) {
+			break
+		}
+		if r.status != 503 || failed > 100 {
+			t.Fatalf("disconnect while resubscribing: %d %s (after %d failures)", r.status, r.body, failed)
+		}
+		failed++
+		time.Sleep(20 * time.Millisecond)
+	}
+	wantClose(t, ows, gateway.CloseDisconnected, "disconnected by server")
+	t.Logf("%d disconnect calls failed loudly while the nodes resubscribed", failed)
+
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range nodes {
+		waitFor(t, 5*time.Second, "/readyz red", func() bool { return s.tryStatus("/readyz") == http.StatusServiceUnavailable })
+	}
+	r := nodes[2].serverCall(t, http.MethodPost, "/v2/server/sessions/"+sid+"/disconnect", "")
+	wantErrorPrefix(t, r, 503, 14, "Session disconnect not confirmed")
+	wantPong(t, ws, "during-outage")
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range nodes {
+		waitFor(t, 5*time.Second, "/readyz green", func() bool { return s.tryStatus("/readyz") == http.StatusOK })
+	}
+	wantPong(t, ws, "after-outage")
+	// The registry was lost with Redis; the nodes are back in it within a heartbeat.
+	waitNodes(t, nodes, 3)
+	r = nodes[2].serverCall(t, http.MethodPost, "/v2/server/sessions/"+sid+"/disconnect", `{"reason":"after restart"}`)
+	if r.status != 200 || string(r.body) != `{"disconnected":1}` {
+		t.Fatalf("disconnect after restart: %d %s", r.status, r.body)
+	}
+	wantClose(t, ws, gateway.CloseDisconnected, "after restart")
+}
+
+// builtBinaries caches the binaries built by buildBinary, one per package, per test process.
+var builtBinaries sync.Map // package path -> func() (string, error)
+
+// buildBinary builds the command in pkg (relative to this package) once per test process.
+func buildBinary(pkg string) (string, error) {
+	f, _ := builtBinaries.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
+		dir, err := os.MkdirTemp("", "sessiongate-bin-")
+		if err != nil {
+			return "", err
+		}
+		bin := filepath.Join(dir, filepath.Base(pkg))
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			return "", &buildError{out: string(out), err: err}
+		}
+		return bin, nil
+	}))
+	return f.(func() (string, error))()
+}
+
+type buildError struct {
+	out string
+	err error
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
+
+// nodeProcess is a gateway running as a real process, so that it can be SIGKILLed.
+type nodeProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	ts   *testServer
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startProcess runs cmd/gateway as node id on redisURL with the test keys and timings.
+func startProcess(t *testing.T, id, redisURL, prefix string, ttl time.Duration) *nodeProcess {
+	t.Helper()
+	bin, err := buildBinary("../cmd/gateway")
+	if err != nil {
+		t.Fatalf("building cmd/gateway: %v", err)
+	}
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "--addr", addr, "--metrics-addr", "", "--redis-url", redisURL, "--redis-prefix", prefix,
+		"--node-id", id, "--node-ttl", ttl.String(), "--cluster-timeout", "500ms", "--log-level", "error",
+		"--server-key", testServerKey, "--http-key", testHTTPKey, "--encryption-key", testSessionKey,
+		"--refresh-encryption-key", testRefreshKey, "--token-expiry", testExpiry.String(),
+		"--refresh-token-expiry", testRefreshExp.String(), "--drain-period", "100ms")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &nodeProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(p.kill)
+	p.ts = &testServer{url: "http://" + addr, cfg: testConfig(), client: &http.Client{Timeout: 5 * time.Second}}
+	p.ts.waitReady(t)
+	return p
+}
+
+func (p *nodeProcess) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// A SIGKILLed node: calls that need it fail with 503 naming it until it expires, its
+// presences are removed within --node-ttl and followers on other nodes get the leaves; a
+// node restarted under the same id clears what its previous run left.
+func TestClusterNodeKilled(t *testing.T) {
+	srv := redisproc.ForTest(t)
+	const ttl = time.Second
+	prefix := "killed" + strconv.FormatInt(clusterPrefixSeq.Add(1), 10) + ":"
+	cfg := clusterConfig("n0")
+	cfg.NodeTTL = ttl
+	n0 := startServer(t, cfg, gateway.RedisStores(singleRedis(srv.Addr()).client(t), prefix, clusterRedisOptions))
+	victim := startProcess(t, "victim", srv.URL(), prefix, ttl)
+	waitNodes(t, []*testServer{n0}, 2)
+
+	follower := statusSocket(t, n0, "device-killed-follower", false)
+	target := newClusterUser(t, n0, "device-killed-target")
+	sendText(t, follower.c, `{"cid":"f","status_follow":{"user_ids":["`+target.id+`"]}}`)
+	wantJSON(t, readJSON(t, follower.c), `{"cid":"f","status":{}}`)
+
+	connect := func(p *nodeProcess) string {
+		t.Helper()
+		p.ts.dialStatus(t, target.token, true)
+		ev := readJSON(t, follower.c)
+		raw, _ := json.Marshal(ev)
+		if !strings.Contains(string(raw), `"joins"`) {
+			t.Fatalf("got %s, want the target's join", raw)
+		}
+		return ev["status_presence_event"].(map[string]any)["joins"].([]any)[0].(map[string]any)["session_id"].(string)
+	}
+	wantLeave := func(sid string) {
+		t.Helper()
+		ev := readJSON(t, follower.c)
+		raw, _ := json.Marshal(ev)
+		if !strings.Contains(string(raw), `"leaves"`) || !strings.Contains(string(raw), sid) {
+			t.Fatalf("got %s, want the leave of %s", raw, sid)
+		}
+	}
+	sid := connect(victim)
+
+	victim.kill()
+	killed := time.Now()
+	// Until it expires, the dead node is asked and reported, never skipped.
+	r := n0.serverCall(t, http.MethodPost, "/v2/server/users/"+target.id+"/disconnect", "")
+	wantErrorPrefix(t, r, 503, 14, "User disconnect incomplete (0 sockets closed): node victim did not answer.")
+	wantLeave(sid)
+	if d := time.Since(killed); d > ttl+500*time.Millisecond {
+		t.Errorf("leave %v after the kill, want within the node TTL (%v)", d, ttl)
+	}
+	waitNodes(t, []*testServer{n0}, 1)
+	r = n0.serverCall(t, http.MethodGet, "/v2/server/users/"+target.id+"/sessions", "")
+	if r.status != 200 || string(r.body) != `{"sessions":[]}` {
+		t.Fatalf("sessions after expiry: %d %s", r.status, r.body)
+	}
+
+	// Restarted under the same id, killed, restarted at once: the new run removes the old
+	// run's presence at start (or n0 expires it), and the follower gets the leave.
+	victim = startProcess(t, "victim", srv.URL(), prefix, ttl)
+	waitNodes(t, []*testServer{n0}, 2)
+	sid = connect(victim)
+	victim.kill()
+	victim = startProcess(t, "victim", srv.URL(), prefix, ttl)
+	wantLeave(sid)
+	waitNodes(t, []*testServer{n0}, 2)
+	// The restarted node serves: its new socket is seen from n0, and only that one.
+	sid = connect(victim)
+	r = n0.serverCall(t, http.MethodGet, "/v2/server/users/"+target.id+"/sessions", "")
+	if r.status != 200 || !strings.Contains(string(r.body), sid) || strings.Count(string(r.body), `"session_id"`) != 1 ||
+		!strings.Contains(string(r.body), `"node":"victim"`) {
+		t.Fatalf("sessions after the restart: %d %s", r.status, r.body)
+	}
+}

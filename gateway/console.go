@@ -1,0 +1,388 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sessiongate/sessiongate/auth"
+)
+
+// The operator's console: a web page at /console on the API port, its assets embedded in the
+// binary (gateway/console/), and its JSON API under /console/api/. An operator logs in with
+// Config.ConsoleUsername and ConsolePassword; the login sets an HttpOnly, SameSite=Strict
+// session cookie, and every action also needs the session's CSRF token in the X-CSRF-Token
+// header, and a same-origin Origin when the browser sends one. Failed logins are limited per
+// client IP. Actions go through the server API's own handlers (api_server.go) and are logged
+// with the operator's name, never a secret. Console sessions live in the memory of the node
+// that issued them. See console_api.go for the pages' data.
+
+//go:embed console
+var consoleFiles embed.FS
+
+const (
+	consoleCookie = "sessiongate_console"
+	// consoleCSRFHeader carries the session's CSRF token on every console action.
+	consoleCSRFHeader = "X-CSRF-Token"
+	// consoleSessionTTL is how long a console login lasts.
+	consoleSessionTTL = 12 * time.Hour
+	// consoleMaxSessions bounds the live console sessions of a node; a login beyond it ends
+	// the oldest.
+	consoleMaxSessions = 1000
+	// consoleLoginFailures failed logins per client IP per consoleLoginWindow, then 429.
+	consoleLoginFailures = 5
+	consoleLoginWindow   = time.Minute
+	// consoleMaxTrackedIPs bounds the failed-login table; beyond it, the expired entries are
+	// swept, and if none is, the IP is refused (fail closed) until some expire.
+	consoleMaxTrackedIPs = 100_000
+)
+
+// console is a node's console state: its credentials, sessions and failed logins.
+type console struct {
+	userSum, passSum [sha256.Size]byte // compared in constant time
+	now              func() time.Time
+
+	mu       sync.Mutex
+	sessions map[string]*consoleSession // by cookie value
+	failures map[string][]time.Time     // by client IP: failed logins within the window
+}
+
+type consoleSession struct {
+	user    string
+	csrf    string
+	created time.Time
+}
+
+// newConsole returns the console of cfg, or nil when it is disabled (no password).
+func newConsole(cfg Config) *console {
+	if cfg.ConsolePassword == "" {
+		return nil
+	}
+	return &console{
+		userSum:  sha256.Sum256([]byte(cfg.ConsoleUsername)),
+		passSum:  sha256.Sum256([]byte(cfg.ConsolePassword)),
+		now:      time.Now,
+		sessions: make(map[string]*consoleSession),
+		failures: make(map[string][]time.Time),
+	}
+}
+
+// consoleRoutes are the console's lines of the route table; none when it is disabled.
+func (s *Server) consoleRoutes() []routeSpec {
+	if s.console == nil {
+		return nil
+	}
+	return []routeSpec{
+		{http.MethodGet, "/console", s.handleConsolePage},
+		{http.MethodGet, "/console/{file}", s.handleConsolePage},
+		{http.MethodPost, "/console/api/login", s.handleConsoleLogin},
+		{http.MethodPost, "/console/api/logout", s.handleConsoleLogout},
+		{http.MethodGet, "/console/api/me", s.consoleRead(s.handleConsoleMe)},
+		{http.MethodGet, "/console/api/overview", s.consoleRead(s.handleConsoleOverview)},
+		{http.MethodGet, "/console/api/users", s.consoleRead(s.handleConsoleUsers)},
+		{http.MethodPost, "/console/api/sessions/{session_id}/disconnect", s.consoleAction("disconnect_session", s.handleDisconnectSession)},
+		{http.MethodPost, "/console/api/users/{user_id}/disconnect", s.consoleAction("disconnect_user", s.handleDisconnectUser)},
+		{http.MethodPost, "/console/api/users/{user_id}/logout", s.consoleAction("logout_user", s.handleLogoutUser)},
+	}
+}
+
+// consoleHeaders are set on every console response: the page loads only its own assets and
+// may not be framed.
+func consoleHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+}
+
+// GET /console and /console/{file}: the embedded page and its assets.
+func (s *Server) handleConsolePage(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	if name == "" {
+		name = "index.html"
+	}
+	b, err := fs.ReadFile(consoleFiles, path.Join("console", path.Clean("/"+name)))
+	if err != nil {
+		s.writeError(w, r, errorf(auth.CodeNotFound, "Not Found"))
+		return
+	}
+	consoleHeaders(w.Header())
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	w.Header().Set("Content-Type", ctype)
+	_, _ = w.Write(b)
+}
+
+// session returns the request's live console session, or nil.
+func (c *console) session(r *http.Request) (string, *consoleSession) {
+	ck, err := r.Cookie(consoleCookie)
+	if err != nil || ck.Value == "" {
+		return "", nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs := c.sessions[ck.Value]
+	if cs == nil {
+		return "", nil
+	}
+	if c.now().Sub(cs.created) > consoleSessionTTL {
+		delete(c.sessions, ck.Value)
+		return "", nil
+	}
+	return ck.Value, cs
+}
+
+// sameOrigin refuses a request whose Origin header (browsers send it on every POST) names
+// another site than the one it was sent to.
+func sameOrigin(r *http.Request) error {
+	if o := r.Header.Get("Origin"); o != "" && !isSameOrigin(o, r.Host) {
+		return errorf(auth.CodePermissionDenied, "Cross-origin console request refused.")
+	}
+	return nil
+}
+
+var errConsoleLogin = errorf(auth.CodeUnauthenticated, "Console login required.")
+
+// consoleRead wraps a console GET: a live session required.
+func (s *Server) consoleRead(h func(r *http.Request, cs *consoleSession) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		consoleHeaders(w.Header())
+		_, cs := s.console.session(r)
+		if cs == nil {
+			s.writeError(w, r, errConsoleLogin)
+			return
+		}
+		v, err := h(r, cs)
+		s.writeValue(w, r, v, err)
+	}
+}
+
+// consoleAction wraps a console POST (consoleCheck), then runs the server API handler h and
+// logs its outcome under the operator's name.
+func (s *Server) consoleAction(action string, h func(r *http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cs := s.consoleCheck(w, r, action)
+		if cs == nil {
+			return
+		}
+		v, err := h(r)
+		ev := s.log.Info()
+		if err != nil {
+			ev = s.log.Warn().Str("error", errorMessage(err))
+		}
+		ev = ev.Str("action", action).Str("console_user", cs.user).Str("ip", s.clientIP(r))
+		for _, p := range []string{"session_id", "user_id"} {
+			if id := r.PathValue(p); id != "" {
+				ev = ev.Str(p, id)
+			}
+		}
+		ev.Bool("ok", err == nil).Msg("console action")
+		s.writeValue(w, r, v, err)
+	}
+}
+
+// consoleCheck admits a console POST: same origin, a live session and its CSRF token. It
+// returns the session, or nil after writing the error.
+func (s *Server) consoleCheck(w http.ResponseWriter, r *http.Request, action string) *consoleSession {
+	consoleHeaders(w.Header())
+	if err := sameOrigin(r); err != nil {
+		s.log.Warn().Str("action", action).Str("ip", s.clientIP(r)).Msg("console action refused: cross-origin")
+		s.writeError(w, r, err)
+		return nil
+	}
+	_, cs := s.console.session(r)
+	if cs == nil {
+		s.writeError(w, r, errConsoleLogin)
+		return nil
+	}
+	if subtle.ConstantTimeCompare([]byte(r.Header.Get(consoleCSRFHeader)), []byte(cs.csrf)) != 1 {
+		s.log.Warn().Str("action", action).Str("console_user", cs.user).Str("ip", s.clientIP(r)).Msg("console action refused: missing or wrong CSRF token")
+		s.writeError(w, r, errorf(auth.CodePermissionDenied, "Missing or invalid CSRF token."))
+		return nil
+	}
+	return cs
+}
+
+// errorMessage is the client-facing message of err (never a cause, which may hold details).
+func errorMessage(err error) string {
+	var e *auth.Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+type consoleLoginBody struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// consoleMe is what the page learns of its session.
+type consoleMe struct {
+	Username  string `json:"username"`
+	CSRFToken string `json:"csrf_token"`
+	Node      string `json:"node"`
+}
+
+// POST /console/api/login {"username","password"} → {"username","csrf_token","node"} and
+// the session cookie; 401 code 16 on wrong credentials; 429 code 8 after
+// consoleLoginFailures failures from the IP within consoleLoginWindow.
+func (s *Server) handleConsoleLogin(w http.ResponseWriter, r *http.Request) {
+	consoleHeaders(w.Header())
+	ip := s.clientIP(r)
+	if err := sameOrigin(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c := s.console
+	if !c.loginAllowed(ip) {
+		s.log.Warn().Str("ip", ip).Msg("console login refused: too many failures")
+		s.writeError(w, r, errorf(auth.CodeResourceExhausted, "Too many failed logins, try again later."))
+		return
+	}
+	var body consoleLoginBody
+	b, err := io.ReadAll(r.Body)
+	if err == nil {
+		err = json.Unmarshal(b, &body)
+	}
+	if err != nil {
+		s.writeError(w, r, errorf(auth.CodeInvalidArgument, "Invalid request body."))
+		return
+	}
+	userSum, passSum := sha256.Sum256([]byte(body.Username)), sha256.Sum256([]byte(body.Password))
+	userOK := subtle.ConstantTimeCompare(userSum[:], c.userSum[:])
+	passOK := subtle.ConstantTimeCompare(passSum[:], c.passSum[:])
+	if userOK&passOK != 1 {
+		c.loginFailed(ip)
+		s.log.Warn().Str("ip", ip).Msg("console login failed")
+		s.writeError(w, r, errorf(auth.CodeUnauthenticated, "Invalid credentials."))
+		return
+	}
+	token, csrf := randomToken(), randomToken()
+	c.mu.Lock()
+	c.sweepSessions()
+	c.sessions[token] = &consoleSession{user: body.Username, csrf: csrf, created: c.now()}
+	delete(c.failures, ip)
+	c.mu.Unlock()
+	http.SetCookie(w, s.consoleCookie(r, token, int(consoleSessionTTL/time.Second)))
+	s.log.Info().Str("console_user", body.Username).Str("ip", ip).Msg("console login")
+	s.writeValue(w, r, consoleMe{Username: body.Username, CSRFToken: csrf, Node: s.cfg.NodeID}, nil)
+}
+
+// consoleCookie is the session cookie: HttpOnly, SameSite=Strict, for /console only, Secure
+// when the API is served over TLS, here or (with TrustForwardedFor) by the proxy in front.
+// maxAge < 0 deletes it.
+func (s *Server) consoleCookie(r *http.Request, value string, maxAge int) *http.Cookie {
+	secure := r.TLS != nil || s.cfg.TLSCert != "" ||
+		(s.cfg.TrustForwardedFor && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
+	return &http.Cookie{
+		Name: consoleCookie, Value: value, Path: "/console", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure,
+	}
+}
+
+// POST /console/api/logout → {} and the cookie deleted; the session ends on this node.
+func (s *Server) handleConsoleLogout(w http.ResponseWriter, r *http.Request) {
+	cs := s.consoleCheck(w, r, "logout")
+	if cs == nil {
+		return
+	}
+	token, _ := s.console.session(r)
+	s.console.mu.Lock()
+	delete(s.console.sessions, token)
+	s.console.mu.Unlock()
+	http.SetCookie(w, s.consoleCookie(r, "", -1))
+	s.log.Info().Str("console_user", cs.user).Str("ip", s.clientIP(r)).Msg("console logout")
+	s.writeValue(w, r, struct{}{}, nil)
+}
+
+// GET /console/api/me → the session's operator, CSRF token and this node's id.
+func (s *Server) handleConsoleMe(_ *http.Request, cs *consoleSession) (any, error) {
+	return consoleMe{Username: cs.user, CSRFToken: cs.csrf, Node: s.cfg.NodeID}, nil
+}
+
+// sweepSessions drops expired sessions, and the oldest beyond consoleMaxSessions - 1, so that
+// a new one fits. c.mu is held.
+func (c *console) sweepSessions() {
+	now := c.now()
+	oldest, oldestAt := "", now
+	for k, cs := range c.sessions {
+		if now.Sub(cs.created) > consoleSessionTTL {
+			delete(c.sessions, k)
+		} else if cs.created.Before(oldestAt) || oldest == "" {
+			oldest, oldestAt = k, cs.created
+		}
+	}
+	if len(c.sessions) >= consoleMaxSessions {
+		delete(c.sessions, oldest)
+	}
+}
+
+// loginAllowed reports whether ip is below the failed-login limit.
+func (c *console) loginAllowed(ip string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	recent := c.recentFailures(ip)
+	if recent == nil {
+		if _, tracked := c.failures[ip]; !tracked && len(c.failures) >= consoleMaxTrackedIPs {
+			c.sweepFailures()
+			return len(c.failures) < consoleMaxTrackedIPs
+		}
+	}
+	return len(recent) < consoleLoginFailures
+}
+
+// loginFailed counts a failed login of ip.
+func (c *console) loginFailed(ip string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failures[ip] = append(c.recentFailures(ip), c.now())
+}
+
+// recentFailures returns ip's failures within the window, dropping older ones. c.mu is held.
+func (c *console) recentFailures(ip string) []time.Time {
+	fs, ok := c.failures[ip]
+	if !ok {
+		return nil
+	}
+	cut := c.now().Add(-consoleLoginWindow)
+	i := 0
+	for i < len(fs) && !fs[i].After(cut) {
+		i++
+	}
+	if i == len(fs) {
+		delete(c.failures, ip)
+		return nil
+	}
+	fs = fs[i:]
+	c.failures[ip] = fs
+	return fs
+}
+
+// sweepFailures drops every IP whose failures all left the window. c.mu is held.
+func (c *console) sweepFailures() {
+	for ip := range c.failures {
+		c.recentFailures(ip)
+	}
+}
+
+// randomToken is 32 random bytes, base64url.
+func randomToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
