@@ -59,6 +59,16 @@ func TestClusterRedisRestart(t *testing.T) {
 	wantClose(t, ows, gateway.CloseDisconnected, "disconnected by server")
 	t.Logf("%d disconnect calls failed loudly while the nodes resubscribed", failed)
 
+	// A presence on n0, to be found again after Redis comes back empty.
+	online := newClusterUser(t, nodes[0], "device-cluster-restart-online")
+	nodes[0].dialStatus(t, online.token, true)
+	sessionOn(t, nodes[0], online.id)
+	presenceListed := func() bool {
+		r := nodes[1].serverCall(t, http.MethodGet, "/v2/server/users/"+online.id+"/sessions", "")
+		return r.status == 200 && strings.Contains(string(r.body), `"status":""`)
+	}
+	waitFor(t, 5*time.Second, "the presence", presenceListed)
+
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +93,10 @@ func TestClusterRedisRestart(t *testing.T) {
 		t.Fatalf("disconnect after restart: %d %s", r.status, r.body)
 	}
 	wantClose(t, ws, gateway.CloseDisconnected, "after restart")
+
+	// n0 wrote its presences back (the accounts are gone with Redis, so a status_follow would
+	// not find the user; the session list reads the presence from Redis).
+	waitFor(t, 5*time.Second, "the presence republished", presenceListed)
 }
 
 // builtBinaries caches the binaries built by buildBinary, one per package, per test process.
