@@ -210,8 +210,10 @@ func (c *cluster) heartbeat(ctx context.Context) {
 	_, _ = c.liveNodes(ctx)
 }
 
-// expire removes dead nodes from the registry; for each one this node was first to see, it
-// removes the node's presences (followers everywhere get the leaves).
+// expire removes dead nodes from the registry, then removes the presences of every dead node
+// not yet cleaned up (followers everywhere get the leaves): the nodes this node just expired,
+// and any whose cleaner died before it finished. Concurrent cleanups of one node emit each
+// leave once.
 func (c *cluster) expire(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, c.every)
 	defer cancel()
@@ -223,13 +225,30 @@ func (c *cluster) expire(ctx context.Context) {
 	for _, id := range gone {
 		c.metrics.deadNodes.Inc()
 		c.forget(id)
-		n := 0
+		c.s.log.Warn().Str("dead_node", id).Msg("node stopped heartbeating; expired")
+	}
+	dead, err := c.nodes.Dead(ctx)
+	if err != nil {
+		c.s.log.Warn().Err(err).Msg("listing dead nodes")
+		return
+	}
+	for _, id := range dead {
+		if id == c.node {
+			continue // this node's own previous run: start() removed its presences
+		}
 		if c.cleaner != nil {
-			if n, err = c.cleaner.RemoveNode(ctx, id); err != nil {
+			n, err := c.cleaner.RemoveNode(ctx, id)
+			if err != nil {
 				c.s.log.Warn().Err(err).Str("dead_node", id).Msg("removing presences of a dead node")
+				continue
+			}
+			if n > 0 {
+				c.s.log.Info().Str("dead_node", id).Int("presences", n).Msg("removed presences of a dead node")
 			}
 		}
-		c.s.log.Warn().Str("dead_node", id).Int("presences", n).Msg("node stopped heartbeating; removed")
+		if err := c.nodes.Cleaned(ctx, id); err != nil {
+			c.s.log.Warn().Err(err).Str("dead_node", id).Msg("marking a dead node cleaned")
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +19,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessiongate/sessiongate/gateway"
+	"github.com/sessiongate/sessiongate/hub"
 	"github.com/sessiongate/sessiongate/internal/redisproc"
+	"github.com/sessiongate/sessiongate/presence"
 )
 
 // Redis killed and restarted under three nodes: sockets stay up, /readyz goes red then green,
@@ -245,4 +248,45 @@ func TestClusterNodeKilled(t *testing.T) {
 		!strings.Contains(string(r.body), `"node":"victim"`) {
 		t.Fatalf("sessions after the restart: %d %s", r.status, r.body)
 	}
+}
+
+// A node that expired a dead node but died before removing its presences: the dead node stays
+// on the registry's dead list, and another node finishes the cleanup; its followers get the
+// leave.
+func TestClusterCleanupFinishedByAnotherNode(t *testing.T) {
+	srv := redisproc.ForTest(t)
+	prefix := "ghost" + strconv.FormatInt(clusterPrefixSeq.Add(1), 10) + ":"
+	client := singleRedis(srv.Addr()).client(t)
+	n0 := startServer(t, clusterConfig("n0"), gateway.RedisStores(client, prefix, clusterRedisOptions))
+	follower := statusSocket(t, n0, "device-ghost-follower", false)
+	target := newClusterUser(t, n0, "device-ghost-target")
+
+	// The ghost node's presence is in Redis; the follower on n0 sees it.
+	ghost := presence.NewRedis(client, presence.RedisConfig{Node: "ghost", Prefix: prefix})
+	if _, err := ghost.Join(context.Background(), presence.Presence{UserID: target.id, SessionID: "ghost-session", Username: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	sendText(t, follower.c, `{"cid":"f","status_follow":{"user_ids":["`+target.id+`"]}}`)
+	raw, _ := json.Marshal(readJSON(t, follower.c))
+	if !strings.Contains(string(raw), "ghost-session") {
+		t.Fatalf("follow answered %s, want the ghost's presence", raw)
+	}
+	// A cleaner expired the ghost (its own registry view with a 1ms TTL) and then vanished.
+	reg := hub.NewRedisRegistry(client, prefix, time.Millisecond)
+	if err := reg.Heartbeat(context.Background(), hub.NodeInfo{ID: "ghost"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if gone, err := reg.Expire(context.Background()); err != nil || !slices.Contains(gone, "ghost") {
+		t.Fatalf("expire: %v %v", gone, err)
+	}
+	// n0 finishes the cleanup: the follower gets the leave, and the ghost is off the list.
+	raw, _ = json.Marshal(readJSON(t, follower.c))
+	if !strings.Contains(string(raw), `"leaves"`) || !strings.Contains(string(raw), "ghost-session") {
+		t.Fatalf("got %s, want the ghost's leave", raw)
+	}
+	waitFor(t, 5*time.Second, "the ghost off the dead list", func() bool {
+		dead, err := reg.Dead(context.Background())
+		return err == nil && !slices.Contains(dead, "ghost")
+	})
 }
