@@ -94,6 +94,8 @@ type cluster struct {
 	castMu  sync.Mutex
 	stopped bool // set under castMu when castQ is closed
 	castQ   chan castItem
+
+	bg sync.WaitGroup // the exchange's Run, started by start
 }
 
 // castItem is one queued cast.
@@ -134,10 +136,21 @@ func newCluster(s *Server, cs *ClusterStores) {
 	s.cluster = c
 }
 
-// start prepares the node before it serves: presences left by an earlier run under this id
-// are removed (their followers get the leaves) and the node is registered.
+// start prepares the node before it serves, until ctx ends: it subscribes to its inbox (waiting
+// at most ClusterTimeout for the subscription, so that no node finds it registered but
+// unreachable), registers, removes the presences left by an earlier run under this id (their
+// followers get the leaves) and introduces itself to the other nodes. run carries on.
 func (c *cluster) start(ctx context.Context, addr string) {
 	c.addr = addr
+	c.bg.Go(func() {
+		if err := c.x.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			c.s.log.Error().Err(err).Msg("cluster bus stopped")
+		}
+	})
+	deadline := time.Now().Add(c.s.cfg.ClusterTimeout)
+	for c.x.Ready() != nil && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
 	c.heartbeat(ctx) // registers, and learns the other nodes for the leaves below
 	if c.cleaner != nil {
 		if n, err := c.cleaner.RemoveNode(ctx, c.node); err != nil {
@@ -155,14 +168,9 @@ func (c *cluster) start(ctx context.Context, addr string) {
 	}
 }
 
-// run serves the bus and heartbeats until ctx ends, then leaves the registry.
+// run heartbeats and sends the casts until ctx (the one given to start) ends, then waits for
+// the bus and leaves the registry.
 func (c *cluster) run(ctx context.Context) {
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := c.x.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			c.s.log.Error().Err(err).Msg("cluster bus stopped")
-		}
-	})
 	sender := make(chan struct{})
 	go func() {
 		defer close(sender)
@@ -179,7 +187,7 @@ func (c *cluster) run(ctx context.Context) {
 			close(c.castQ)
 			c.castMu.Unlock()
 			<-sender
-			wg.Wait()
+			c.bg.Wait()
 			c.leave()
 			return
 		case <-t.C:
