@@ -102,24 +102,29 @@ func TestClusterRedisRestart(t *testing.T) {
 	waitFor(t, 5*time.Second, "the presence republished", presenceListed)
 }
 
-// builtBinaries caches the binaries built by buildBinary, one per package, per test process.
-var builtBinaries sync.Map // package path -> func() (string, error)
+// builtBinaries caches the binaries built by buildBinary, per test and package.
+var builtBinaries sync.Map // builtKey -> string
 
-// buildBinary builds the command in pkg (relative to this package) once per test process.
-func buildBinary(pkg string) (string, error) {
-	f, _ := builtBinaries.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
-		dir, err := os.MkdirTemp("", "sessiongate-bin-")
-		if err != nil {
-			return "", err
-		}
-		bin := filepath.Join(dir, filepath.Base(pkg))
-		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
-		if err != nil {
-			return "", &buildError{out: string(out), err: err}
-		}
-		return bin, nil
-	}))
-	return f.(func() (string, error))()
+type builtKey struct {
+	t   *testing.T
+	pkg string
+}
+
+// buildBinary builds the command in pkg (relative to this package) into the test's temporary
+// directory, once per test; the binary goes away with the test.
+func buildBinary(t *testing.T, pkg string) (string, error) {
+	key := builtKey{t, pkg}
+	if bin, ok := builtBinaries.Load(key); ok {
+		return bin.(string), nil
+	}
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+	if err != nil {
+		return "", &buildError{out: string(out), err: err}
+	}
+	builtBinaries.Store(key, bin)
+	t.Cleanup(func() { builtBinaries.Delete(key) })
+	return bin, nil
 }
 
 type buildError struct {
@@ -149,7 +154,7 @@ func freeAddr(t *testing.T) string {
 // startProcess runs cmd/gateway as node id on redisURL with the test keys and timings.
 func startProcess(t *testing.T, id, redisURL, prefix string, ttl time.Duration) *nodeProcess {
 	t.Helper()
-	bin, err := buildBinary("../cmd/gateway")
+	bin, err := buildBinary(t, "../cmd/gateway")
 	if err != nil {
 		t.Fatalf("building cmd/gateway: %v", err)
 	}
