@@ -96,6 +96,8 @@ type cluster struct {
 	castMu  sync.Mutex
 	stopped bool // set under castMu when castQ is closed
 	castQ   chan castItem
+
+	bg sync.WaitGroup // the exchange's Run, started by start
 }
 
 // castItem is one queued cast.
@@ -136,10 +138,21 @@ func newCluster(s *Server, cs *ClusterStores) {
 	s.cluster = c
 }
 
-// start prepares the node before it serves: presences left by an earlier run under this id
-// are removed (their followers get the leaves) and the node is registered.
+// start prepares the node before it serves, until ctx ends: it subscribes to its inbox (waiting
+// at most ClusterTimeout for the subscription, so that no node finds it registered but
+// unreachable), registers, removes the presences left by an earlier run under this id (their
+// followers get the leaves) and introduces itself to the other nodes. run carries on.
 func (c *cluster) start(ctx context.Context, addr string) {
 	c.addr = addr
+	c.bg.Go(func() {
+		if err := c.x.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			c.s.log.Error().Err(err).Msg("cluster bus stopped")
+		}
+	})
+	deadline := time.Now().Add(c.s.cfg.ClusterTimeout)
+	for c.x.Ready() != nil && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
 	c.heartbeat(ctx) // registers, and learns the other nodes for the leaves below
 	if c.cleaner != nil {
 		if n, err := c.cleaner.RemoveNode(ctx, c.node); err != nil {
@@ -157,14 +170,9 @@ func (c *cluster) start(ctx context.Context, addr string) {
 	}
 }
 
-// run serves the bus and heartbeats until ctx ends, then leaves the registry.
+// run heartbeats and sends the casts until ctx (the one given to start) ends, then waits for
+// the bus and leaves the registry.
 func (c *cluster) run(ctx context.Context) {
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := c.x.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			c.s.log.Error().Err(err).Msg("cluster bus stopped")
-		}
-	})
 	sender := make(chan struct{})
 	go func() {
 		defer close(sender)
@@ -181,7 +189,7 @@ func (c *cluster) run(ctx context.Context) {
 			close(c.castQ)
 			c.castMu.Unlock()
 			<-sender
-			wg.Wait()
+			c.bg.Wait()
 			c.leave()
 			return
 		case <-t.C:
@@ -212,8 +220,10 @@ func (c *cluster) heartbeat(ctx context.Context) {
 	_, _ = c.liveNodes(ctx)
 }
 
-// expire removes dead nodes from the registry; for each one this node was first to see, it
-// removes the node's presences (followers everywhere get the leaves).
+// expire removes dead nodes from the registry, then removes the presences of every dead node
+// not yet cleaned up (followers everywhere get the leaves): the nodes this node just expired,
+// and any whose cleaner died before it finished. Concurrent cleanups of one node emit each
+// leave once.
 func (c *cluster) expire(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, c.every)
 	defer cancel()
@@ -225,13 +235,30 @@ func (c *cluster) expire(ctx context.Context) {
 	for _, id := range gone {
 		c.metrics.deadNodes.Inc()
 		c.forget(id)
-		n := 0
+		c.s.log.Warn().Str("dead_node", id).Msg("node stopped heartbeating; expired")
+	}
+	dead, err := c.nodes.Dead(ctx)
+	if err != nil {
+		c.s.log.Warn().Err(err).Msg("listing dead nodes")
+		return
+	}
+	for _, id := range dead {
+		if id == c.node {
+			continue // this node's own previous run: start() removed its presences
+		}
 		if c.cleaner != nil {
-			if n, err = c.cleaner.RemoveNode(ctx, id); err != nil {
+			n, err := c.cleaner.RemoveNode(ctx, id)
+			if err != nil {
 				c.s.log.Warn().Err(err).Str("dead_node", id).Msg("removing presences of a dead node")
+				continue
+			}
+			if n > 0 {
+				c.s.log.Info().Str("dead_node", id).Int("presences", n).Msg("removed presences of a dead node")
 			}
 		}
-		c.s.log.Warn().Str("dead_node", id).Int("presences", n).Msg("node stopped heartbeating; removed")
+		if err := c.nodes.Cleaned(ctx, id); err != nil {
+			c.s.log.Warn().Err(err).Str("dead_node", id).Msg("marking a dead node cleaned")
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +19,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessiongate/sessiongate/gateway"
+	"github.com/sessiongate/sessiongate/hub"
 	"github.com/sessiongate/sessiongate/internal/redisproc"
+	"github.com/sessiongate/sessiongate/presence"
 )
 
 // Redis killed and restarted under three nodes: sockets stay up, /readyz goes red then green,
@@ -59,6 +62,16 @@ func TestClusterRedisRestart(t *testing.T) {
 	wantClose(t, ows, gateway.CloseDisconnected, "disconnected by server")
 	t.Logf("%d disconnect calls failed loudly while the nodes resubscribed", failed)
 
+	// A presence on n0, to be found again after Redis comes back empty.
+	online := newClusterUser(t, nodes[0], "device-cluster-restart-online")
+	nodes[0].dialStatus(t, online.token, true)
+	sessionOn(t, nodes[0], online.id)
+	presenceListed := func() bool {
+		r := nodes[1].serverCall(t, http.MethodGet, "/v2/server/users/"+online.id+"/sessions", "")
+		return r.status == 200 && strings.Contains(string(r.body), `"status":""`)
+	}
+	waitFor(t, 5*time.Second, "the presence", presenceListed)
+
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,26 +96,35 @@ func TestClusterRedisRestart(t *testing.T) {
 		t.Fatalf("disconnect after restart: %d %s", r.status, r.body)
 	}
 	wantClose(t, ws, gateway.CloseDisconnected, "after restart")
+
+	// n0 wrote its presences back (the accounts are gone with Redis, so a status_follow would
+	// not find the user; the session list reads the presence from Redis).
+	waitFor(t, 5*time.Second, "the presence republished", presenceListed)
 }
 
-// builtBinaries caches the binaries built by buildBinary, one per package, per test process.
-var builtBinaries sync.Map // package path -> func() (string, error)
+// builtBinaries caches the binaries built by buildBinary, per test and package.
+var builtBinaries sync.Map // builtKey -> string
 
-// buildBinary builds the command in pkg (relative to this package) once per test process.
-func buildBinary(pkg string) (string, error) {
-	f, _ := builtBinaries.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
-		dir, err := os.MkdirTemp("", "sessiongate-bin-")
-		if err != nil {
-			return "", err
-		}
-		bin := filepath.Join(dir, filepath.Base(pkg))
-		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
-		if err != nil {
-			return "", &buildError{out: string(out), err: err}
-		}
-		return bin, nil
-	}))
-	return f.(func() (string, error))()
+type builtKey struct {
+	t   *testing.T
+	pkg string
+}
+
+// buildBinary builds the command in pkg (relative to this package) into the test's temporary
+// directory, once per test; the binary goes away with the test.
+func buildBinary(t *testing.T, pkg string) (string, error) {
+	key := builtKey{t, pkg}
+	if bin, ok := builtBinaries.Load(key); ok {
+		return bin.(string), nil
+	}
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+	if err != nil {
+		return "", &buildError{out: string(out), err: err}
+	}
+	builtBinaries.Store(key, bin)
+	t.Cleanup(func() { builtBinaries.Delete(key) })
+	return bin, nil
 }
 
 type buildError struct {
@@ -132,7 +154,7 @@ func freeAddr(t *testing.T) string {
 // startProcess runs cmd/gateway as node id on redisURL with the test keys and timings.
 func startProcess(t *testing.T, id, redisURL, prefix string, ttl time.Duration) *nodeProcess {
 	t.Helper()
-	bin, err := buildBinary("../cmd/gateway")
+	bin, err := buildBinary(t, "../cmd/gateway")
 	if err != nil {
 		t.Fatalf("building cmd/gateway: %v", err)
 	}
@@ -231,4 +253,45 @@ func TestClusterNodeKilled(t *testing.T) {
 		!strings.Contains(string(r.body), `"node":"victim"`) {
 		t.Fatalf("sessions after the restart: %d %s", r.status, r.body)
 	}
+}
+
+// A node that expired a dead node but died before removing its presences: the dead node stays
+// on the registry's dead list, and another node finishes the cleanup; its followers get the
+// leave.
+func TestClusterCleanupFinishedByAnotherNode(t *testing.T) {
+	srv := redisproc.ForTest(t)
+	prefix := "ghost" + strconv.FormatInt(clusterPrefixSeq.Add(1), 10) + ":"
+	client := singleRedis(srv.Addr()).client(t)
+	n0 := startServer(t, clusterConfig("n0"), gateway.RedisStores(client, prefix, clusterRedisOptions))
+	follower := statusSocket(t, n0, "device-ghost-follower", false)
+	target := newClusterUser(t, n0, "device-ghost-target")
+
+	// The ghost node's presence is in Redis; the follower on n0 sees it.
+	ghost := presence.NewRedis(client, presence.RedisConfig{Node: "ghost", Prefix: prefix})
+	if _, err := ghost.Join(context.Background(), presence.Presence{UserID: target.id, SessionID: "ghost-session", Username: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	sendText(t, follower.c, `{"cid":"f","status_follow":{"user_ids":["`+target.id+`"]}}`)
+	raw, _ := json.Marshal(readJSON(t, follower.c))
+	if !strings.Contains(string(raw), "ghost-session") {
+		t.Fatalf("follow answered %s, want the ghost's presence", raw)
+	}
+	// A cleaner expired the ghost (its own registry view with a 1ms TTL) and then vanished.
+	reg := hub.NewRedisRegistry(client, prefix, time.Millisecond)
+	if err := reg.Heartbeat(context.Background(), hub.NodeInfo{ID: "ghost"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if gone, err := reg.Expire(context.Background()); err != nil || !slices.Contains(gone, "ghost") {
+		t.Fatalf("expire: %v %v", gone, err)
+	}
+	// n0 finishes the cleanup: the follower gets the leave, and the ghost is off the list.
+	raw, _ = json.Marshal(readJSON(t, follower.c))
+	if !strings.Contains(string(raw), `"leaves"`) || !strings.Contains(string(raw), "ghost-session") {
+		t.Fatalf("got %s, want the ghost's leave", raw)
+	}
+	waitFor(t, 5*time.Second, "the ghost off the dead list", func() bool {
+		dead, err := reg.Dead(context.Background())
+		return err == nil && !slices.Contains(dead, "ghost")
+	})
 }

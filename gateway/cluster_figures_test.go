@@ -121,7 +121,7 @@ func waitQuiet(t *testing.T, procs []*nodeProcess) {
 // holdWithLoadtest holds n idle sockets spread over the nodes with cmd/loadtest (its worker
 // processes keep this process under its open-file limit) and returns a function that stops it.
 func holdWithLoadtest(t *testing.T, procs []*nodeProcess, n int) func() {
-	bin, err := buildBinary("../cmd/loadtest")
+	bin, err := buildBinary(t, "../cmd/loadtest")
 	if err != nil {
 		t.Fatalf("building cmd/loadtest: %v", err)
 	}

@@ -82,10 +82,12 @@ func (c *cluster) registerOps() {
 		if err != nil {
 			return nil, err
 		}
-		n := 0
-		if h.DisconnectSession(req.SessionID, CloseDisconnected, req.Reason) {
-			n = 1
+		var conns []hub.Conn
+		if conn, ok := h.Get(req.SessionID); ok {
+			conns = []hub.Conn{conn}
 		}
+		n, start := closeMany(conns, CloseDisconnected, req.Reason)
+		start()
 		return countReply{N: n}, nil
 	})
 	c.x.Handle(opDisconnectUser, func(_ context.Context, _ string, body json.RawMessage) (any, error) {
@@ -148,8 +150,9 @@ func (c *cluster) registerOps() {
 	})
 }
 
-// closeMany asks every socket of conns to close with code and reason, and returns how many
-// and the function that starts their writers. Each socket is closing (it refuses sends, its
+// closeMany asks every socket of conns to close with code and reason, and returns how many it
+// closed (a socket already closing for another cause is not counted again) and the function
+// that starts their writers. Each socket is closing (it refuses sends, its
 // close is decided and its deadline armed) before closeMany returns; only the writer
 // goroutines that send the close frames wait for start, so that the node answers a bulk
 // disconnect before thousands of writers compete with its reply for the CPU.
@@ -157,19 +160,24 @@ func closeMany(conns []hub.Conn, code int, reason string) (int, func()) {
 	code, reason = sanitizeClose(code, reason)
 	cause := causeOf(code)
 	writers := make([]*socketConn, 0, len(conns))
+	n := 0
 	for _, conn := range conns {
 		sc, ok := conn.(*socketConn)
 		if !ok {
 			conn.Close(code, reason)
+			n++
 			continue
 		}
 		sc.mu.Lock()
-		if sc.requestCloseLocked(code, reason, cause, false) {
-			writers = append(writers, sc)
+		if !sc.closing {
+			n++
+			if sc.requestCloseLocked(code, reason, cause, false) {
+				writers = append(writers, sc)
+			}
 		}
 		sc.mu.Unlock()
 	}
-	return len(conns), func() {
+	return n, func() {
 		for _, sc := range writers {
 			go sc.writeLoop()
 		}

@@ -15,7 +15,8 @@ type Config struct {
 	Addr string
 	// MetricsAddr is the Prometheus listen address; "" disables it. Default ":9100" (set by cmd).
 	MetricsAddr string
-	// NodeID names this node in the cluster. Default: generated at start (set by cmd).
+	// NodeID names this node in the cluster. Default: generated (cmd makes "<hostname>-<8 hex>",
+	// New "node-<8 hex>" when still empty).
 	NodeID string
 	// ServerKey is the key clients send as Basic auth to authenticate. Default "defaultkey".
 	ServerKey string

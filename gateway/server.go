@@ -143,7 +143,7 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 	// this node must still reach its sockets while they close.
 	clusterCtx, stopCluster := context.WithCancel(context.Background())
 	defer stopCluster()
-	s.cluster.start(ctx, apiLn.Addr().String())
+	s.cluster.start(clusterCtx, apiLn.Addr().String())
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -281,6 +281,16 @@ func TestRegistry(t *testing.T) {
 			if len(nodes) != 1 || nodes[0].ID != "a" {
 				t.Errorf("Nodes after expiry = %+v", nodes)
 			}
+			// b stays dead until cleaned up; a heartbeat under its id revives it instead.
+			if dead, err := r.Dead(ctx); err != nil || len(dead) != 1 || dead[0] != "b" {
+				t.Fatalf("Dead = %v, %v; want [b]", dead, err)
+			}
+			if err := r.Cleaned(ctx, "b"); err != nil {
+				t.Fatal(err)
+			}
+			if dead, _ := r.Dead(ctx); len(dead) != 0 {
+				t.Errorf("Dead after Cleaned = %v", dead)
+			}
 		})
 	}
 }

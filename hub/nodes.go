@@ -29,9 +29,16 @@ type Registry interface {
 	Nodes(ctx context.Context) ([]NodeInfo, error)
 	// Leave removes the node at once (a graceful stop).
 	Leave(ctx context.Context, id string) error
-	// Expire removes the nodes silent for longer than the TTL and returns their ids. Of
-	// concurrent callers exactly one gets each id, so that one caller cleans up after it.
+	// Expire removes the nodes silent for longer than the TTL and returns their ids (of
+	// concurrent callers exactly one gets each id). An expired node stays on the list of Dead
+	// nodes until Cleaned is called for it, or it heartbeats again under the same id.
 	Expire(ctx context.Context) ([]string, error)
+	// Dead lists the expired nodes whose cleanup (removing their presences) has not been
+	// reported done, so that a cleanup cut short by the cleaner's own death is finished by
+	// another node.
+	Dead(ctx context.Context) ([]string, error)
+	// Cleaned takes the node off the Dead list.
+	Cleaned(ctx context.Context, id string) error
 	// TTL returns how long a node stays live after its last heartbeat.
 	TTL() time.Duration
 }

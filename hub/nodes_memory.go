@@ -15,11 +15,12 @@ type MemoryRegistry struct {
 	now   func() time.Time
 	mu    sync.Mutex
 	nodes map[string]NodeInfo
+	dead  map[string]bool
 }
 
 // NewMemoryRegistry returns an empty registry whose nodes stay live for ttl after a heartbeat.
 func NewMemoryRegistry(ttl time.Duration) *MemoryRegistry {
-	return &MemoryRegistry{ttl: ttl, now: time.Now, nodes: make(map[string]NodeInfo)}
+	return &MemoryRegistry{ttl: ttl, now: time.Now, nodes: make(map[string]NodeInfo), dead: make(map[string]bool)}
 }
 
 // TTL implements Registry.
@@ -30,6 +31,7 @@ func (r *MemoryRegistry) Heartbeat(_ context.Context, n NodeInfo) error {
 	n.LastHeartbeatAt = r.now().UTC()
 	r.mu.Lock()
 	r.nodes[n.ID] = n
+	delete(r.dead, n.ID)
 	r.mu.Unlock()
 	return nil
 }
@@ -66,9 +68,30 @@ func (r *MemoryRegistry) Expire(context.Context) ([]string, error) {
 		if n.LastHeartbeatAt.Before(cutoff) {
 			gone = append(gone, id)
 			delete(r.nodes, id)
+			r.dead[id] = true
 		}
 	}
 	r.mu.Unlock()
 	slices.Sort(gone)
 	return gone, nil
+}
+
+// Dead implements Registry.
+func (r *MemoryRegistry) Dead(context.Context) ([]string, error) {
+	r.mu.Lock()
+	out := make([]string, 0, len(r.dead))
+	for id := range r.dead {
+		out = append(out, id)
+	}
+	r.mu.Unlock()
+	slices.Sort(out)
+	return out, nil
+}
+
+// Cleaned implements Registry.
+func (r *MemoryRegistry) Cleaned(_ context.Context, id string) error {
+	r.mu.Lock()
+	delete(r.dead, id)
+	r.mu.Unlock()
+	return nil
 }

@@ -11,18 +11,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisRegistry is the Registry of a cluster on Redis. Two keys under one hash tag, so that
+// RedisRegistry is the Registry of a cluster on Redis. Three keys under one hash tag, so that
 // every operation is one atomic script on a single server and on Redis Cluster alike:
 //
 //	<prefix>{nodes}       sorted set: node id, scored by its last heartbeat (Redis time, ms)
 //	<prefix>{nodes}:info  hash: node id -> NodeInfo as JSON
+//	<prefix>{nodes}:dead  set: expired nodes not yet cleaned up
 //
 // Times come from the Redis server's clock (TIME), so nodes with skewed clocks still agree on
 // who is live. A registry this small (one entry per node) sits comfortably on one shard.
 type RedisRegistry struct {
-	client     redis.UniversalClient
-	zset, hash string
-	ttl        time.Duration
+	client           redis.UniversalClient
+	zset, hash, dead string
+	ttl              time.Duration
 }
 
 // NewRedisRegistry returns a registry on client with keys under prefix ("sessiongate:" if
@@ -31,19 +32,22 @@ func NewRedisRegistry(client redis.UniversalClient, prefix string, ttl time.Dura
 	if prefix == "" {
 		prefix = "sessiongate:"
 	}
-	return &RedisRegistry{client: client, zset: prefix + "{nodes}", hash: prefix + "{nodes}:info", ttl: ttl}
+	return &RedisRegistry{client: client, zset: prefix + "{nodes}", hash: prefix + "{nodes}:info",
+		dead: prefix + "{nodes}:dead", ttl: ttl}
 }
 
 // TTL implements Registry.
 func (r *RedisRegistry) TTL() time.Duration { return r.ttl }
 
-// heartbeatScript: KEYS zset, hash; ARGV node id, info JSON without the heartbeat time (the
-// zset's score, Redis time in ms, is that). Returns the score.
+// heartbeatScript: KEYS zset, hash, dead; ARGV node id, info JSON without the heartbeat time
+// (the zset's score, Redis time in ms, is that). A node back under an expired id is no longer
+// dead. Returns the score.
 var heartbeatScript = redis.NewScript(`
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], ms, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('SREM', KEYS[3], ARGV[1])
 return ms
 `)
 
@@ -62,7 +66,8 @@ end
 return out
 `)
 
-// expireScript: KEYS zset, hash; ARGV ttl ms. Removes and returns the ids of expired nodes.
+// expireScript: KEYS zset, hash, dead; ARGV ttl ms. Moves the expired nodes to the dead set
+// and returns their ids.
 var expireScript = redis.NewScript(`
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -70,6 +75,7 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (ms - tonumber(A
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
+  redis.call('SADD', KEYS[3], id)
 end
 return ids
 `)
@@ -81,7 +87,7 @@ func (r *RedisRegistry) Heartbeat(ctx context.Context, n NodeInfo) error {
 	if err != nil {
 		return fmt.Errorf("failed to encode node info: %w", err)
 	}
-	if err := heartbeatScript.Run(ctx, r.client, []string{r.zset, r.hash}, n.ID, b).Err(); err != nil {
+	if err := heartbeatScript.Run(ctx, r.client, []string{r.zset, r.hash, r.dead}, n.ID, b).Err(); err != nil {
 		return fmt.Errorf("failed to heartbeat node %s: %w", n.ID, err)
 	}
 	return nil
@@ -125,9 +131,27 @@ func (r *RedisRegistry) Leave(ctx context.Context, id string) error {
 
 // Expire implements Registry.
 func (r *RedisRegistry) Expire(ctx context.Context) ([]string, error) {
-	ids, err := expireScript.Run(ctx, r.client, []string{r.zset, r.hash}, r.ttl.Milliseconds()).StringSlice()
+	ids, err := expireScript.Run(ctx, r.client, []string{r.zset, r.hash, r.dead}, r.ttl.Milliseconds()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("failed to expire nodes: %w", err)
 	}
 	return ids, nil
+}
+
+// Dead implements Registry.
+func (r *RedisRegistry) Dead(ctx context.Context) ([]string, error) {
+	ids, err := r.client.SMembers(ctx, r.dead).Result()
+	if err != nil {
+		return nil, fmt.Errorf("failed to list dead nodes: %w", err)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Cleaned implements Registry.
+func (r *RedisRegistry) Cleaned(ctx context.Context, id string) error {
+	if err := r.client.SRem(ctx, r.dead, id).Err(); err != nil {
+		return fmt.Errorf("failed to mark node %s cleaned: %w", id, err)
+	}
+	return nil
 }

@@ -101,21 +101,19 @@ func (r *Redis) Join(ctx context.Context, p Presence) (bool, error) {
 	}
 	// One round trip: the presence and the node index (different slots on Redis Cluster, so a
 	// pipeline, not a transaction; RemoveNode tolerates an index entry without a presence).
-	var set *redis.BoolCmd
+	// The join is new (the mirror said so): a session id lives on one node, so an entry
+	// already in Redis can only be this node's own Republish racing this Join.
 	_, err = r.client.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		set = pl.HSetNX(ctx, r.userKey(p.UserID), p.SessionID, encodePresence(p))
+		pl.HSetNX(ctx, r.userKey(p.UserID), p.SessionID, encodePresence(p))
 		pl.SAdd(ctx, r.nodeKey, indexMember(p.UserID, p.SessionID))
 		return nil
 	})
-	added := err == nil && set.Val()
 	if err != nil {
-		_, _ = r.local.Leave(ctx, p.UserID, p.SessionID)
+		// The presence stays in this node's mirror: Republish writes it once Redis is back.
 		return false, fmt.Errorf("failed to store presence: %w", err)
 	}
-	if added {
-		r.emit(Event{UserID: p.UserID, Joins: []Presence{p}})
-	}
-	return added, nil
+	r.emit(Event{UserID: p.UserID, Joins: []Presence{p}})
+	return true, nil
 }
 
 // updateScript: KEYS user hash; ARGV session id, presence JSON. Returns the previous JSON.

@@ -139,3 +139,35 @@ func testRedisPresence(t *testing.T, client func() redis.UniversalClient, flush 
 	}
 	a.UnfollowAll("s9")
 }
+
+// A join while Redis is down fails but stays in the node's mirror, and Republish writes it
+// once Redis is back (empty).
+func TestRedisPresenceJoinDuringOutage(t *testing.T) {
+	srv := redisproc.ForTest(t)
+	cl := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { cl.Close() })
+	tr := presence.NewRedis(cl, presence.RedisConfig{Node: "n1", Prefix: "po:"})
+	ctx := context.Background()
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Join(ctx, p("u1", "s1", "")); err == nil {
+		t.Fatal("join with Redis down did not fail")
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Republish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tr.List(ctx, []string{"u1"}, nil)
+	if err != nil || len(got) != 1 || got[0].SessionID != "s1" {
+		t.Fatalf("after republish List = %+v, %v", got, err)
+	}
+	if ok, err := tr.Leave(ctx, "u1", "s1"); !ok || err != nil {
+		t.Fatalf("leave: %v %v", ok, err)
+	}
+	if got, _ := tr.List(ctx, []string{"u1"}, nil); len(got) != 0 {
+		t.Fatalf("after leave List = %+v", got)
+	}
+}
