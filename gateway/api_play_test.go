@@ -15,7 +15,6 @@ import (
 	"github.com/sessiongate/sessiongate/auth"
 	"github.com/sessiongate/sessiongate/gateway"
 	"github.com/sessiongate/sessiongate/internal/redisproc"
-	"github.com/sessiongate/sessiongate/presence"
 )
 
 // playCall posts {"auth_token": token} to /api/games/sessions/<op>.
@@ -231,7 +230,7 @@ type cluster struct {
 
 var clusterSeq int
 
-// startCluster runs n nodes with cfg on one redis-server of the test's own.
+// startCluster runs n clustered nodes with cfg on one redis-server of the test's own.
 func startCluster(t *testing.T, n int, cfg gateway.Config) *cluster {
 	t.Helper()
 	srv := redisproc.ForTest(t)
@@ -241,16 +240,11 @@ func startCluster(t *testing.T, n int, cfg gateway.Config) *cluster {
 	for i := range n {
 		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		t.Cleanup(func() { client.Close() })
-		stores := gateway.Stores{
-			Accounts:    auth.NewRedisAccounts(client, prefix),
-			Revocations: auth.NewRedisRevocations(client, prefix),
-			Play:        presence.NewRedisPlay(client, prefix),
-			Games:       presence.NewRedisGames(client, prefix),
-		}
 		node := cfg
 		node.NodeID = "node-" + strconv.Itoa(i)
-		c.nodes = append(c.nodes, startServer(t, node, stores))
+		c.nodes = append(c.nodes, startServer(t, node, gateway.RedisStores(client, prefix, clusterRedisOptions)))
 	}
+	waitNodes(t, c.nodes, n)
 	return c
 }
 
