@@ -303,14 +303,22 @@ func (s *Server) refreshGame(w http.ResponseWriter, r *http.Request, id string) 
 
 // closeGame closes the session, notifies its user and answers {}.
 func (s *Server) closeGame(w http.ResponseWriter, r *http.Request, id, reason string) {
-	gs, err := s.play.games.Close(r.Context(), id)
-	if err != nil {
-		s.writeError(w, r, gameStoreError(err))
+	if err := s.closeGameSession(r.Context(), id, reason); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	s.play.closed(r.Context(), gs, reason)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write([]byte("{}"))
+}
+
+// closeGameSession closes the session and notifies its user; errors are the API's.
+func (s *Server) closeGameSession(ctx context.Context, id, reason string) error {
+	gs, err := s.play.games.Close(ctx, id)
+	if err != nil {
+		return gameStoreError(err)
+	}
+	s.play.closed(ctx, gs, reason)
+	return nil
 }
 
 // closed counts a closed session and pushes its close notification to the user's sockets.

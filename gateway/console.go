@@ -95,6 +95,7 @@ func (s *Server) consoleRoutes() []routeSpec {
 		{http.MethodPost, "/console/api/sessions/{session_id}/disconnect", s.consoleAction("disconnect_session", s.handleDisconnectSession)},
 		{http.MethodPost, "/console/api/users/{user_id}/disconnect", s.consoleAction("disconnect_user", s.handleDisconnectUser)},
 		{http.MethodPost, "/console/api/users/{user_id}/logout", s.consoleAction("logout_user", s.handleLogoutUser)},
+		{http.MethodPost, "/console/api/game-sessions/{id}/close", s.consoleAction("close_game_session", s.handleConsoleGameClose)},
 	}
 }
 
@@ -185,7 +186,7 @@ func (s *Server) consoleAction(action string, h func(r *http.Request) (any, erro
 			ev = s.log.Warn().Str("error", errorMessage(err))
 		}
 		ev = ev.Str("action", action).Str("console_user", cs.user).Str("ip", s.clientIP(r))
-		for _, p := range []string{"session_id", "user_id"} {
+		for _, p := range []string{"session_id", "user_id", "id"} {
 			if id := r.PathValue(p); id != "" {
 				ev = ev.Str(p, id)
 			}

@@ -3,11 +3,13 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/sessiongate/sessiongate/auth"
 	"github.com/sessiongate/sessiongate/hub"
+	"github.com/sessiongate/sessiongate/presence"
 )
 
 // The console's pages read these: the cluster overview (nodes from the registry, each node's
@@ -121,6 +123,51 @@ type consoleUser struct {
 	Sessions []sessionInfo `json:"sessions"`
 	// SessionsError says why Sessions may be incomplete (a node did not answer).
 	SessionsError string `json:"sessions_error,omitempty"`
+	// GameSessions are the user's open game sessions; PlaySession is the user's active
+	// exclusive play session, if any.
+	GameSessions []gameSessionJSON `json:"game_sessions"`
+	PlaySession  *consolePlay      `json:"play_session,omitempty"`
+	// PlayError says why GameSessions or PlaySession may be missing (a store failed).
+	PlayError string `json:"play_error,omitempty"`
+}
+
+// consolePlay is an active exclusive play session in the console.
+type consolePlay struct {
+	ExpiresAt string `json:"expires_at"`
+}
+
+// consolePlayOf fills u's game and play sessions from the stores.
+func (s *Server) consolePlayOf(ctx context.Context, u *consoleUser) {
+	u.GameSessions = []gameSessionJSON{}
+	games, err := s.play.games.List(ctx, u.Account.ID)
+	if err == nil {
+		for _, gs := range games {
+			u.GameSessions = append(u.GameSessions, gameJSON(gs))
+		}
+		var at time.Time
+		if at, err = s.play.play.Deadline(ctx, u.Account.ID); err == nil {
+			u.PlaySession = &consolePlay{ExpiresAt: wireTime(at)}
+		} else if errors.Is(err, presence.ErrNoActiveSession) {
+			err = nil
+		}
+	}
+	if err != nil {
+		s.log.Error().Err(err).Str("user_id", u.Account.ID).Msg("console: reading play sessions")
+		u.PlayError = "Game and play sessions could not be read."
+	}
+}
+
+// POST /console/api/game-sessions/{id}/close → {}: closes the game session as the server API
+// does (its user is notified with reason closed_by_server).
+func (s *Server) handleConsoleGameClose(r *http.Request) (any, error) {
+	id, err := sessionID(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.closeGameSession(r.Context(), id, closeReasonServer); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
 }
 
 // GET /console/api/users?q=... → {"users":[...]}: the accounts whose user id, username,
@@ -142,6 +189,7 @@ func (s *Server) handleConsoleUsers(r *http.Request, cs *consoleSession) (any, e
 		} else {
 			u.Sessions = sessions
 		}
+		s.consolePlayOf(r.Context(), &u)
 		users = append(users, u)
 	}
 	return struct {

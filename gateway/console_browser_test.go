@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,20 +77,26 @@ func runConsoleBrowser(t *testing.T, node, chromium, dir, artifacts string, s, h
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	shots := []string{"login-refused", "overview", "users", "confirm", "after-disconnect"}
+	shots := []string{"login-refused", "overview", "users", "after-game-close", "confirm", "after-disconnect"}
 	for _, name := range append(shots, "failure") {
 		_ = os.Remove(filepath.Join(artifacts, name+".png"))
 	}
 	user := newClusterUser(t, holder, "device-console-browser")
 	conn := holder.mustSocket(t, user.token)
 	sid := waitSession(t, s, user.id)
+	game := mustGame(t, holder.asUser(t, user.token, "POST", "/v2/game-sessions", createBody("browser-game", "EUR", "browser-ext-"+mode)))
 	// The client reads all along, as a game client does, so that it answers the close at once.
 	closed := make(chan error, 1)
+	var gameClosed atomic.Bool
 	go func() {
 		for {
-			if _, _, err := conn.Read(context.Background()); err != nil {
+			_, msg, err := conn.Read(context.Background())
+			if err != nil {
 				closed <- err
 				return
+			}
+			if bytes.Contains(msg, []byte(`"subject":"game_session_closed"`)) && bytes.Contains(msg, []byte(game.ID)) {
+				gameClosed.Store(true)
 			}
 		}
 	}()
@@ -100,7 +107,7 @@ func runConsoleBrowser(t *testing.T, node, chromium, dir, artifacts string, s, h
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"CONSOLE_URL="+s.url+"/console", "CONSOLE_USER="+testConsoleUser, "CONSOLE_PASSWORD="+testConsolePassword,
-		"SEARCH_QUERY=device-console-browser", "SESSION_ID="+sid, "NODE_ID="+holder.cfg.NodeID,
+		"SEARCH_QUERY=device-console-browser", "SESSION_ID="+sid, "NODE_ID="+holder.cfg.NodeID, "GAME_SESSION_ID="+game.ID,
 		"EXPECT_MODE="+mode, "EXPECT_NODES="+strconv.Itoa(nodes),
 		"ARTIFACTS="+artifacts, "CHROMIUM="+chromium, "USER_DATA_DIR="+t.TempDir())
 	var out bytes.Buffer
@@ -116,6 +123,9 @@ func runConsoleBrowser(t *testing.T, node, chromium, dir, artifacts string, s, h
 	}
 	t.Logf("browser test passed in %v, screenshots in %s:\n%s", time.Since(start).Round(time.Millisecond), artifacts, out.String())
 
+	if !gameClosed.Load() {
+		t.Error("the client was not notified of the game session the console closed")
+	}
 	select {
 	case err := <-closed:
 		var ce websocket.CloseError

@@ -469,3 +469,62 @@ func TestConsoleCluster(t *testing.T) {
 		t.Errorf("overview with Redis stopped: %s", r.body)
 	}
 }
+
+// TestConsoleGameAndPlaySessions: a user's open game sessions and active play session appear in
+// the search, and the console's close closes a game session as the server API does: gone on
+// every route, and the user's socket notified with reason closed_by_server.
+func TestConsoleGameAndPlaySessions(t *testing.T) {
+	s := startServer(t, consoleConfig(), memStores())
+	c := newConsoleClient(t, s)
+	c.mustLogin(t)
+	sess := s.authDevice(t, "device-console-games", "")
+	id := tokenClaims(t, sess.Token).UserID
+	type found struct {
+		Users []struct {
+			GameSessions []gameSession `json:"game_sessions"`
+			PlaySession  *struct {
+				ExpiresAt string `json:"expires_at"`
+			} `json:"play_session"`
+			PlayError string `json:"play_error"`
+		} `json:"users"`
+	}
+	search := func() found {
+		t.Helper()
+		var got found
+		decodeInto(t, c.do(t, http.MethodGet, "/console/api/users?q="+query(id), ""), &got)
+		if len(got.Users) != 1 || got.Users[0].PlayError != "" {
+			t.Fatalf("search: %+v", got)
+		}
+		return got
+	}
+	if got := search(); len(got.Users[0].GameSessions) != 0 || got.Users[0].PlaySession != nil {
+		t.Fatalf("a new user has sessions: %+v", got)
+	}
+
+	g := mustGame(t, s.asUser(t, sess.Token, "POST", "/v2/game-sessions", createBody("slots", "EUR", "console-ext-1")))
+	if r := s.do(t, http.MethodPost, "/api/games/sessions/initiate", `{"auth_token":"`+sess.Token+`"}`); r.status != 200 {
+		t.Fatalf("initiate: %d %s", r.status, r.body)
+	}
+	got := search()
+	if gs := got.Users[0].GameSessions; len(gs) != 1 || gs[0].ID != g.ID || gs[0].GameID != "slots" {
+		t.Errorf("game sessions %+v, want %s", gs, g.ID)
+	}
+	if p := got.Users[0].PlaySession; p == nil || p.ExpiresAt == "" {
+		t.Errorf("play session %+v, want the active one", p)
+	}
+
+	conn := s.registeredSocket(t, sess.Token)
+	wantError(t, c.do(t, http.MethodPost, "/console/api/game-sessions/not-a-uuid/close", "{}"), 400, 3, "Invalid game session id.")
+	if r := c.do(t, http.MethodPost, "/console/api/game-sessions/"+g.ID+"/close", "{}", "X-CSRF-Token", "wrong"); r.status != 403 {
+		t.Errorf("close without the CSRF token: %d %s", r.status, r.body)
+	}
+	if r := c.do(t, http.MethodPost, "/console/api/game-sessions/"+g.ID+"/close", "{}"); r.status != 200 || string(r.body) != "{}" {
+		t.Fatalf("console close: %d %s", r.status, r.body)
+	}
+	gameNotification(t, conn, g.ID, "closed_by_server")
+	wantError(t, s.asServer(t, "GET", "/v2/server/game-sessions/"+g.ID, ""), 404, 5, "Game session not found.")
+	if got := search(); len(got.Users[0].GameSessions) != 0 {
+		t.Errorf("closed session still listed: %+v", got.Users[0].GameSessions)
+	}
+	wantError(t, c.do(t, http.MethodPost, "/console/api/game-sessions/"+g.ID+"/close", "{}"), 404, 5, "Game session not found.")
+}

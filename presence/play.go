@@ -44,6 +44,9 @@ type PlaySessions interface {
 	Heartbeat(ctx context.Context, userID string, timeout time.Duration) error
 	// End removes the active session, or returns ErrNoActiveSession.
 	End(ctx context.Context, userID string) error
+	// Deadline returns the deadline of the user's active session, or ErrNoActiveSession (the
+	// operator's console shows it).
+	Deadline(ctx context.Context, userID string) (time.Time, error)
 	// Touch heartbeats, as one batch, the active sessions among userIDs (users that hold a
 	// live socket); users without one are skipped, and a deadline never moves backwards. It
 	// returns how many sessions it extended.

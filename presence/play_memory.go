@@ -59,6 +59,18 @@ func (m *MemoryPlay) End(_ context.Context, userID string) error {
 	return nil
 }
 
+// Deadline implements PlaySessions.
+func (m *MemoryPlay) Deadline(_ context.Context, userID string) (time.Time, error) {
+	now := m.now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.activeLocked(userID, now) {
+		return time.Time{}, ErrNoActiveSession
+	}
+	at, _ := m.due.get(userID)
+	return time.Unix(0, at), nil
+}
+
 // Touch implements PlaySessions.
 func (m *MemoryPlay) Touch(_ context.Context, userIDs []string, timeout time.Duration) (int, error) {
 	now := m.now().UnixNano()

@@ -118,6 +118,25 @@ func (s *RedisPlay) End(ctx context.Context, userID string) error {
 	return s.run(ctx, playEnd, "end", userID)
 }
 
+// KEYS[1] deadlines; ARGV[1] user. The deadline in Unix ms, or 0 for no active session.
+var playDeadline = redis.NewScript(luaNow + `
+local d = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not d or tonumber(d) <= now then return 0 end
+return tonumber(d)
+`)
+
+// Deadline implements PlaySessions.
+func (s *RedisPlay) Deadline(ctx context.Context, userID string) (time.Time, error) {
+	at, err := playDeadline.Run(ctx, s.client, []string{s.key}, userID).Int64()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("failed to read play session: %w", err)
+	}
+	if at == 0 {
+		return time.Time{}, ErrNoActiveSession
+	}
+	return time.UnixMilli(at), nil
+}
+
 // run runs a script that answers 1 for done and 0 for no active session.
 func (s *RedisPlay) run(ctx context.Context, script *redis.Script, what string, args ...any) error {
 	ok, err := script.Run(ctx, s.client, []string{s.key}, args...).Int()

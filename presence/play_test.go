@@ -81,6 +81,17 @@ func TestPlaySessions(t *testing.T) {
 			wantErr(t, ps.Heartbeat(ctx, u, time.Minute), presence.ErrNoActiveSession)
 			must(t, ps.Initiate(ctx, u, time.Minute))
 			wantErr(t, ps.Heartbeat(ctx, uuid.NewString(), time.Minute), presence.ErrNoActiveSession)
+			// Deadline reports the active session's deadline, and nothing once it ended.
+			before := time.Now()
+			must(t, ps.Heartbeat(ctx, u, time.Minute))
+			at, err := ps.Deadline(ctx, u)
+			if err != nil || at.Before(before.Add(time.Minute-time.Second)) || at.After(time.Now().Add(time.Minute+time.Second)) {
+				t.Fatalf("Deadline = %v, %v; want about a minute from now", at, err)
+			}
+			must(t, ps.End(ctx, u))
+			if _, err := ps.Deadline(ctx, u); !errors.Is(err, presence.ErrNoActiveSession) {
+				t.Fatalf("Deadline after End: %v, want ErrNoActiveSession", err)
+			}
 		})
 		t.Run("deadline", func(t *testing.T) {
 			t.Parallel()

@@ -40,4 +40,5 @@ export const api = {
   disconnectSession: (id) => call("POST", "sessions/" + encodeURIComponent(id) + "/disconnect", { reason: "disconnected by operator" }),
   disconnectUser: (id) => call("POST", "users/" + encodeURIComponent(id) + "/disconnect", { reason: "disconnected by operator" }),
   logoutUser: (id) => call("POST", "users/" + encodeURIComponent(id) + "/logout", {}),
+  closeGameSession: (id) => call("POST", "game-sessions/" + encodeURIComponent(id) + "/close", {}),
 };

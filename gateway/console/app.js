@@ -249,7 +249,40 @@ function renderUser(u) {
   }
   card.querySelector(".sessions").hidden = u.sessions.length === 0;
   card.querySelector(".sessions-empty").hidden = u.sessions.length !== 0;
+  renderPlay(card, u);
   return card;
+}
+
+// renderPlay fills the card's game sessions (each with a close action) and play session.
+function renderPlay(card, u) {
+  if (u.play_error) {
+    const e = card.querySelector(".play-error");
+    e.textContent = u.play_error;
+    e.hidden = false;
+  }
+  card.querySelector(".play-session").textContent = u.play_session
+    ? `Exclusive play session active, expires ${when(u.play_session.expires_at)} unless heartbeated.`
+    : "No active exclusive play session.";
+  const games = u.game_sessions || [];
+  const tbody = card.querySelector(".games tbody");
+  for (const g of games) {
+    const tr = el("tr");
+    tr.dataset.gameSession = g.game_session_id;
+    const btn = el("button", "Close", "danger close-game");
+    btn.type = "button";
+    btn.addEventListener("click", () =>
+      act(`Close game session ${g.game_session_id} (${g.game_id}, ${g.currency})? Its user's sockets are notified.`,
+        () => api.closeGameSession(g.game_session_id), () => `Game session ${g.game_session_id} closed.`));
+    const id = el("td");
+    id.append(el("code", g.game_session_id));
+    const cell = el("td");
+    cell.append(btn);
+    tr.append(id, el("td", g.game_id), el("td", g.currency), el("td", g.external_session_id),
+      el("td", when(g.created_at)), el("td", when(g.expires_at)), el("td", g.version), cell);
+    tbody.append(tr);
+  }
+  card.querySelector(".games").hidden = games.length === 0;
+  card.querySelector(".games-empty").hidden = games.length !== 0;
 }
 
 // act asks for confirmation, runs the action, reports its outcome and refreshes the search.

@@ -1,8 +1,9 @@
 // Drives the operator's console in headless Chromium (the system's, through playwright-core),
 // as gateway/console_browser_test.go sets it up: a gateway with the console on, a test client
 // holding one socket. Steps: a wrong password is refused; the right one logs in; the overview
-// shows the nodes, the one holding the socket with 1; the user search finds the client's socket; Disconnect,
-// confirmed, disconnects it; logout. A screenshot of each page goes to ARTIFACTS. Any failed
+// shows the nodes, the one holding the socket with 1; the user search finds the client's socket
+// and game session; Close, confirmed, closes the game session; Disconnect, confirmed,
+// disconnects the socket; logout. A screenshot of each page goes to ARTIFACTS. Any failed
 // expectation throws, and the process exits non-zero.
 
 import { chromium } from "playwright-core";
@@ -17,6 +18,7 @@ const user = env("CONSOLE_USER");
 const password = env("CONSOLE_PASSWORD");
 const query = env("SEARCH_QUERY");
 const sessionId = env("SESSION_ID");
+const gameSessionId = env("GAME_SESSION_ID");
 const nodeId = env("NODE_ID");
 const artifacts = env("ARTIFACTS");
 const mode = env("EXPECT_MODE");
@@ -95,6 +97,18 @@ try {
   await socket.waitFor({ state: "visible" });
   await expectText(socket, new RegExp(nodeId), "the socket's node");
   await shot("users");
+
+  step("close the game session");
+  const game = page.locator(`tr[data-game-session="${gameSessionId}"]`);
+  await expectText(game, /browser-game/, "the game session");
+  await game.locator("button.close-game").click();
+  await page.locator("#confirm[open]").waitFor({ state: "visible" });
+  await expectText(page.locator("#confirm-text"), new RegExp(gameSessionId), "confirmation");
+  await page.click("#confirm-ok");
+  await expectText(page.locator("#search-message"), /closed/, "outcome");
+  await game.waitFor({ state: "detached" });
+  await page.locator(".user .games-empty").waitFor({ state: "visible" });
+  await shot("after-game-close");
 
   step("disconnect, cancelled first");
   await socket.locator("button.disconnect-session").click();
