@@ -33,9 +33,9 @@ const (
 	CloseMessageTooBig = 1009
 	// CloseInternalError: the node could not set the socket up.
 	CloseInternalError = 1011
-	// CloseDisconnected: server-side disconnect (server-to-server API; later issues).
+	// CloseDisconnected: server-side disconnect (the server API, the console), on any node.
 	CloseDisconnected = 4000
-	// CloseReplaced: single-socket mode replaced this socket with a newer one (later issue).
+	// CloseReplaced: single-socket mode replaced this socket with a newer one, on any node.
 	CloseReplaced = 4001
 	// CloseHeartbeatTimeout: no pong, ping or message within Config.PongWait.
 	CloseHeartbeatTimeout = 4002

@@ -32,7 +32,7 @@ type socketConn struct {
 	id       string
 	userID   string
 	username string
-	status   bool // connected with status=true (presence comes in a later issue)
+	status   bool // connected with status=true: appears online to followers (status.go)
 	// vars and connectedAt (Unix ns) describe the session to the server API (api_server.go).
 	vars        map[string]string
 	connectedAt int64
