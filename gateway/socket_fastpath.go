@@ -198,7 +198,8 @@ func (c *socketConn) pollInput(fd uintptr) bool {
 		var cid []byte
 		switch {
 		case size > 0 && first == finPong:
-		case size > 0 && first == finText && int64(len(body)) <= c.s.cfg.MaxMessageSize:
+		case size > 0 && first == finText && c.format == formatJSON && int64(len(body)) <= c.s.cfg.MaxMessageSize:
+			// A json socket's envelope ping; a protobuf socket's frames all go to coder/websocket.
 			var ok bool
 			if cid, ok = parsePingEnvelope(body); !ok {
 				c.mu.Unlock()
