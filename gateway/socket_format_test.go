@@ -307,3 +307,21 @@ func TestSocketProtobufPingsSkipFastPath(t *testing.T) {
 	w.wantError("", rtapi.Error_UNRECOGNIZED_PAYLOAD, "Unexpected text message, this socket's format is protobuf.")
 	wantClose(t, w.c, gateway.CloseProtocolError, "text message on a protobuf socket")
 }
+
+// TestSingleSocketProtobuf: a protobuf socket replaced by a newer json socket gets the
+// single-socket notification in protobuf, then closes with 4001.
+func TestSingleSocketProtobuf(t *testing.T) {
+	cfg := testConfig()
+	cfg.SingleSocket = true
+	s := startServer(t, cfg, memStores())
+	u, old := wireUser(t, s, "device-single-socket-protobuf", "protobuf", false)
+	newer := s.dialWire(t, u.token, "json", false)
+	env := old.recv()
+	ns := env.GetNotifications().GetNotifications()
+	if len(ns) != 1 || ns[0].Code != gateway.NotificationCodeSingleSocket || ns[0].Subject != "single_socket" ||
+		ns[0].Content != "{}" || ns[0].Id == "" || ns[0].CreateTime == nil {
+		t.Fatalf("got %v, want the single-socket notification", env)
+	}
+	wantClose(t, old.c, gateway.CloseReplaced, "replaced by a newer socket")
+	newer.barrier()
+}
