@@ -234,7 +234,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	c.statusConnected()
 	s.rt.metrics.connects.Inc()
 	s.rt.accepted.Add(1)
-	s.log.Debug().Str("session_id", c.id).Str("user_id", c.userID).Msg("socket connected")
+	s.log.Debug().Str("session_id", c.id).Str("user_id", c.userID).Str("format", format.String()).Msg("socket connected")
 	go c.readLoop()
 	// Shutdown sets draining before it closes the registered sockets: either it saw this one
 	// or this check sees draining.

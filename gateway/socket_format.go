@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 	"github.com/heroiclabs/nakama-common/rtapi"
@@ -84,9 +85,10 @@ func (f socketFormat) unmarshal(data []byte, env *rtapi.Envelope) error {
 type outMsg struct {
 	env *rtapi.Envelope // nil for a message made from its json bytes until a protobuf socket needs it
 	enc [numFormats]struct {
-		once sync.Once
-		b    []byte
-		err  error
+		once   sync.Once
+		b      []byte
+		err    error
+		logged atomic.Bool // err was logged (once, not once per recipient)
 	}
 }
 
@@ -131,7 +133,9 @@ func (rt *realtime) sendOut(conn hub.Conn, m *outMsg) bool {
 	}
 	b, err := m.bytes(f)
 	if err != nil {
-		rt.log.Error().Err(err).Msg("encoding an outgoing envelope")
+		if m.enc[f].logged.CompareAndSwap(false, true) {
+			rt.log.Error().Err(err).Msg("encoding an outgoing envelope")
+		}
 		return false
 	}
 	return conn.Send(b)
