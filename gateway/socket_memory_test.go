@@ -34,7 +34,8 @@ import (
 // SESSIONGATE_SOCKET_MEMORY_FORMATS=json,protobuf measures each socket format in turn, in the same
 // run (json alone by default); a protobuf client's ping and pong are binary envelopes.
 //
-// With SESSIONGATE_SOCKET_MEMORY_PROFILE=<dir> it also writes <dir>/heap-<n>.pprof (every
+// With SESSIONGATE_SOCKET_MEMORY_PROFILE=<dir> it also writes <dir>/heap-<n>.pprof
+// (heap-<n>-protobuf.pprof for protobuf sockets; every
 // allocation sampled; the figures then include the profiler's overhead): read it with
 // go tool pprof -sample_index=inuse_space -top.
 //
@@ -154,7 +155,11 @@ func measureSocketMemory(t *testing.T, n int, format string) {
 	rssRaw := readRSS()
 	after := snapshot()
 	if dir := os.Getenv("SESSIONGATE_SOCKET_MEMORY_PROFILE"); dir != "" {
-		f, err := os.Create(fmt.Sprintf("%s/heap-%d.pprof", dir, n))
+		name := fmt.Sprintf("%s/heap-%d.pprof", dir, n)
+		if format != "json" {
+			name = fmt.Sprintf("%s/heap-%d-%s.pprof", dir, n, format)
+		}
+		f, err := os.Create(name)
 		if err != nil {
 			t.Fatal(err)
 		}
