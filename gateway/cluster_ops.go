@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/heroiclabs/nakama-common/api"
-	"github.com/heroiclabs/nakama-common/rtapi"
 
 	"github.com/sessiongate/sessiongate/hub"
 	"github.com/sessiongate/sessiongate/presence"
@@ -39,7 +38,8 @@ type countReply struct {
 
 type notifyRequest struct {
 	UserID string `json:"user_id"`
-	// Msg is the encoded envelope, the same bytes for every socket.
+	// Msg is the envelope in json, the bytes every json socket gets; the receiving node encodes
+	// it once more for its protobuf sockets, if it has any (outMsgFromJSON).
 	Msg string `json:"msg"`
 }
 
@@ -111,7 +111,7 @@ func (c *cluster) registerOps() {
 		if err != nil {
 			return nil, err
 		}
-		return countReply{N: h.SendToUser(req.UserID, []byte(req.Msg))}, nil
+		return countReply{N: s.rt.sendToUser(req.UserID, outMsgFromJSON([]byte(req.Msg)))}, nil
 	})
 	c.x.Handle(opPresence, func(_ context.Context, _ string, body json.RawMessage) (any, error) {
 		e, err := decodeOp[presence.Event](body)
@@ -135,7 +135,7 @@ func (c *cluster) registerOps() {
 				older = append(older, conn)
 			}
 		}
-		replace(older)
+		s.rt.replace(older)
 		return nil, nil
 	})
 	c.x.Handle(opHello, func(_ context.Context, from string, _ json.RawMessage) (any, error) {
@@ -227,17 +227,16 @@ func (c *cluster) replaceElsewhere(sc *socketConn) {
 }
 
 // NotifyUserCluster pushes notifications to every socket of the user on every node, as
-// Nakama's {"notifications":{"notifications":[...]}} envelope, and returns how many sockets
-// queued it. It answers once every live node has queued it; a node that does not answer
-// within Config.ClusterTimeout makes it fail with an error naming the node (the count then
-// covers the nodes that answered).
+// Nakama's {"notifications":{"notifications":[...]}} envelope (in each socket's format), and
+// returns how many sockets queued it. It answers once every live node has queued it; a node
+// that does not answer within Config.ClusterTimeout makes it fail with an error naming the node
+// (the count then covers the nodes that answered).
 func (s *Server) NotifyUserCluster(ctx context.Context, userID string, notifications ...*api.Notification) (int, error) {
-	msg, err := marshalJSON.Marshal(&rtapi.Envelope{Message: &rtapi.Envelope_Notifications{
-		Notifications: &rtapi.Notifications{Notifications: notifications},
-	}})
+	m, err := notificationsMsg(notifications)
 	if err != nil {
 		return 0, err
 	}
+	msg, _ := m.bytes(formatJSON) // encoded by notificationsMsg
 	n, _, err := s.cluster.sum(ctx, opNotifyUser, notifyRequest{UserID: userID, Msg: string(msg)})
 	return n, err
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/heroiclabs/nakama-common/api"
+	"github.com/heroiclabs/nakama-common/rtapi"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessiongate/sessiongate/gateway"
@@ -157,6 +158,7 @@ func runClusterSuite(t *testing.T, d deployment) {
 		{"single socket across nodes", testClusterSingleSocket},
 		{"sessions and nodes", testClusterSessions},
 		{"notify a user on every node", testClusterNotify},
+		{"json and protobuf sockets across nodes", testClusterFormats},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -433,4 +435,56 @@ func testClusterNotify(t *testing.T, d deployment) {
 	for _, c := range []*websocket.Conn{a, b} {
 		wantJSON(t, readJSON(t, c), `{"notifications":{"notifications":[{"id":"n1","subject":"reward","content":"{\"gold\":5}","code":100}]}}`)
 	}
+}
+
+// testClusterFormats: status events, notifications and disconnects from another node reach
+// protobuf sockets as they reach json ones.
+func testClusterFormats(t *testing.T, d deployment) {
+	nodes := startNodes(t, d, 2, nil)
+	target, tw := wireUser(t, nodes[0], "device-cluster-fmt-target", "json", true)
+	tw.want(presenceEvent([]*rtapi.UserPresence{wirePresence(target, "")}, nil))
+
+	// W has a protobuf and a json socket on n1, and a protobuf socket on n0.
+	w, wp := wireUser(t, nodes[1], "device-cluster-fmt-watcher", "protobuf", false)
+	wpSession := w.sid
+	wj := nodes[1].dialWire(t, w.token, "json", false)
+	wp0 := nodes[0].dialWire(t, w.token, "protobuf", false)
+	waitFor(t, 5*time.Second, "W's sockets", func() bool {
+		return nodes[1].srv.Hub().UserCount(w.id) == 2 && nodes[0].srv.Hub().UserCount(w.id) == 1
+	})
+	for i, s := range []*wireSocket{wp, wj} {
+		cid := "f" + strconv.Itoa(i)
+		s.send(&rtapi.Envelope{Cid: cid, Message: &rtapi.Envelope_StatusFollow{StatusFollow: &rtapi.StatusFollow{
+			UserIds: []string{target.id}}}})
+		s.want(&rtapi.Envelope{Cid: cid, Message: &rtapi.Envelope_Status{Status: &rtapi.Status{
+			Presences: []*rtapi.UserPresence{wirePresence(target, "")}}}})
+	}
+
+	// The target's status change on n0 reaches both followers on n1.
+	tw.send(statusUpdateEnv("u", ptr("ready")))
+	event := presenceEvent([]*rtapi.UserPresence{wirePresence(target, "ready")}, []*rtapi.UserPresence{wirePresence(target, "")})
+	tw.want(event)
+	tw.want(&rtapi.Envelope{Cid: "u"})
+	wp.want(event)
+	wj.want(event)
+
+	// A notification sent from n0 reaches W's three sockets on both nodes.
+	n := &api.Notification{Id: "n1", Subject: "reward", Content: `{"gold":5}`, Code: 100}
+	if got, err := nodes[0].srv.NotifyUserCluster(context.Background(), w.id, n); err != nil || got != 3 {
+		t.Fatalf("NotifyUserCluster = %d, %v; want 3", got, err)
+	}
+	notification := &rtapi.Envelope{Message: &rtapi.Envelope_Notifications{Notifications: &rtapi.Notifications{
+		Notifications: []*api.Notification{n}}}}
+	for _, s := range []*wireSocket{wp, wj, wp0} {
+		s.want(notification)
+	}
+
+	// A disconnect from n0 closes the protobuf socket on n1.
+	r := nodes[0].serverCall(t, http.MethodPost, "/v2/server/sessions/"+wpSession+"/disconnect", `{"reason":"bye"}`)
+	if r.status != 200 || string(r.body) != `{"disconnected":1}` {
+		t.Fatalf("disconnect: %d %s", r.status, r.body)
+	}
+	wantClose(t, wp.c, gateway.CloseDisconnected, "bye")
+	wj.barrier()
+	wp0.barrier()
 }

@@ -11,14 +11,14 @@ import (
 const (
 	errUnrecognized = int32(rtapi.Error_UNRECOGNIZED_PAYLOAD) // 1: a message type the gateway does not handle
 	errMissing      = int32(rtapi.Error_MISSING_PAYLOAD)      // 2: an envelope without a message
-	errBadInput     = int32(rtapi.Error_BAD_INPUT)            // 3: malformed JSON or field types
+	errBadInput     = int32(rtapi.Error_BAD_INPUT)            // 3: a malformed envelope or field types
 )
 
 // maxErrorDetail caps the parser detail echoed in a malformed-message error.
 const maxErrorDetail = 200
 
-// handleEnvelope handles one JSON envelope from the client. It returns a close code and reason
-// when the socket must close; 0 keeps it open.
+// handleEnvelope handles one envelope from the client, in the socket's format (json or
+// protobuf). It returns a close code and reason when the socket must close; 0 keeps it open.
 //
 // Which errors close the socket follows Nakama (server/session_ws.go and pipeline.go): a payload
 // that does not parse closes the socket, and so does an envelope whose message is missing or not
@@ -27,7 +27,7 @@ const maxErrorDetail = 200
 // learns why. The close code is CloseProtocolError.
 func (c *socketConn) handleEnvelope(data []byte) (code int, reason string) {
 	var env rtapi.Envelope
-	if err := unmarshalJSON.Unmarshal(data, &env); err != nil {
+	if err := c.format.unmarshal(data, &env); err != nil {
 		detail := err.Error()
 		if len(detail) > maxErrorDetail {
 			detail = detail[:maxErrorDetail]
@@ -40,7 +40,11 @@ func (c *socketConn) handleEnvelope(data []byte) (code int, reason string) {
 	}
 	switch env.Message.(type) {
 	case *rtapi.Envelope_Ping:
-		c.Send(appendPong(nil, env.Cid))
+		if c.format == formatJSON {
+			c.Send(appendPong(nil, env.Cid))
+		} else {
+			c.sendEnvelope(&rtapi.Envelope{Cid: env.Cid, Message: &rtapi.Envelope_Pong{Pong: &rtapi.Pong{}}})
+		}
 	case *rtapi.Envelope_StatusFollow, *rtapi.Envelope_StatusUnfollow, *rtapi.Envelope_StatusUpdate:
 		c.handleStatus(&env) // status.go
 	case *rtapi.Envelope_Pong:
@@ -57,14 +61,9 @@ func (c *socketConn) handleEnvelope(data []byte) (code int, reason string) {
 
 // sendError queues Nakama's {"cid","error":{"code","message"}} envelope.
 func (c *socketConn) sendError(cid string, code int32, message string) {
-	msg, err := marshalJSON.Marshal(&rtapi.Envelope{Cid: cid, Message: &rtapi.Envelope_Error{
+	c.sendEnvelope(&rtapi.Envelope{Cid: cid, Message: &rtapi.Envelope_Error{
 		Error: &rtapi.Error{Code: code, Message: message},
 	}})
-	if err != nil {
-		c.s.log.Error().Err(err).Msg("encoding error envelope")
-		return
-	}
-	c.Send(msg)
 }
 
 // appendPong appends {"cid":cid,"pong":{}} (cid omitted when empty), the same JSON protojson

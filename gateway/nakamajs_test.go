@@ -57,7 +57,18 @@ func TestNakamaJSSession(t *testing.T) {
 // that nakama-js does not refresh the session (it does when it expires within 5 minutes) and
 // the logout revokes the very token the socket connected with.
 func TestNakamaJSSocket(t *testing.T) {
-	nakamaJSRun(t, nakamaJSSocketScript, gateway.Config{
+	nakamaJSRun(t, nakamaJSSocketScript, nakamaJSSocketConfig())
+}
+
+// TestNakamaJSSocketProtobuf runs the same socket checks with both sockets on nakama-js's
+// protobuf adapter, @heroiclabs/nakama-js-protobuf (pinned in testdata/nakamajs): binary
+// envelopes on GET /ws?format=protobuf.
+func TestNakamaJSSocketProtobuf(t *testing.T) {
+	nakamaJSRun(t, nakamaJSSocketScript, nakamaJSSocketConfig(), "NAKAMA_SOCKET_FORMAT=protobuf")
+}
+
+func nakamaJSSocketConfig() gateway.Config {
+	return gateway.Config{
 		ServerKey: "defaultkey",
 		Auth: auth.Config{
 			EncryptionKey:        "nakamajs-test-session-key",
@@ -67,12 +78,12 @@ func TestNakamaJSSocket(t *testing.T) {
 			BcryptCost:           4,
 		},
 		PlaySessionTimeout: time.Second,
-	})
+	}
 }
 
-// nakamaJSRun runs a script of testdata/nakamajs with node against an in-process gateway
-// configured by cfg over memory stores.
-func nakamaJSRun(t *testing.T, script string, cfg gateway.Config) {
+// nakamaJSRun runs a script of testdata/nakamajs with node, with env added to its environment,
+// against an in-process gateway configured by cfg over memory stores.
+func nakamaJSRun(t *testing.T, script string, cfg gateway.Config, env ...string) {
 	node := nakamaJSTool(t, "node")
 	npm := nakamaJSTool(t, "npm")
 	nakamaJSCheckNodeVersion(t, node)
@@ -89,6 +100,7 @@ func nakamaJSRun(t *testing.T, script string, cfg gateway.Config) {
 	cmd := exec.CommandContext(runCtx, node, script)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "NAKAMA_HOST="+host, "NAKAMA_PORT="+port, "NAKAMA_SERVER_KEY="+cfg.ServerKey)
+	cmd.Env = append(cmd.Env, env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 5 * time.Second

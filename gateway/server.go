@@ -70,7 +70,7 @@ func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, auth: svc, metrics: m, origins: make(map[string]bool)}
-	if s.rt, err = newRealtime(cfg, m); err != nil {
+	if s.rt, err = newRealtime(cfg, m, log); err != nil {
 		return nil, err
 	}
 	s.play = newPlaySessions(s, stores, m)

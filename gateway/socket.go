@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/heroiclabs/nakama-common/api"
 	"github.com/heroiclabs/nakama-common/rtapi"
+	"github.com/rs/zerolog"
 
 	"github.com/sessiongate/sessiongate/auth"
 	"github.com/sessiongate/sessiongate/hub"
@@ -39,8 +40,9 @@ const (
 	CloseReplaced = 4001
 	// CloseHeartbeatTimeout: no pong, ping or message within Config.PongWait.
 	CloseHeartbeatTimeout = 4002
-	// CloseProtocolError: malformed JSON, an envelope without a message, a message type the
-	// gateway does not handle, or a binary frame on a json socket. An error envelope precedes it.
+	// CloseProtocolError: a malformed envelope, an envelope without a message, a message type
+	// the gateway does not handle, a binary message on a json socket or a text message on a
+	// protobuf socket. An error envelope precedes it.
 	CloseProtocolError = 4003
 	// CloseSlowConsumer: the socket's outgoing queue (Config.OutgoingQueueSize) overflowed.
 	CloseSlowConsumer = 4008
@@ -56,6 +58,7 @@ const (
 	reasonMissing      = "missing message"
 	reasonUnrecognized = "unrecognized message"
 	reasonBinary       = "binary message on a json socket"
+	reasonText         = "text message on a protobuf socket"
 )
 
 // validateSocket checks the realtime settings of the config.
@@ -96,12 +99,13 @@ type realtime struct {
 	pings   sync.WaitGroup
 
 	status *statusPresence // status presence: follows, status events (status.go)
+	log    zerolog.Logger
 
 	acceptAny      bool
 	originPatterns []string
 }
 
-func newRealtime(cfg Config, m *Metrics) (*realtime, error) {
+func newRealtime(cfg Config, m *Metrics, log zerolog.Logger) (*realtime, error) {
 	h, err := hub.New(hub.Config{Shards: cfg.HubShards})
 	if err != nil {
 		return nil, err
@@ -110,9 +114,10 @@ func newRealtime(cfg Config, m *Metrics) (*realtime, error) {
 		hub:     h,
 		epoch:   time.Now(),
 		pingSem: make(chan struct{}, maxPingsInFlight),
+		log:     log,
 	}
 	rt.metrics = newSocketMetrics(m.Registry, h)
-	rt.status = newStatusPresence(cfg.NodeID, h)
+	rt.status = newStatusPresence(cfg.NodeID, rt)
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
 			rt.acceptAny = true
@@ -138,13 +143,9 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	switch q.Get("format") {
-	case "", "json":
-	case "protobuf":
-		s.writeError(w, r, errorf(auth.CodeInvalidArgument, "Invalid format parameter: protobuf is not supported yet, use format=json."))
-		return
-	default:
-		s.writeError(w, r, errorf(auth.CodeInvalidArgument, "Invalid format parameter, expected json."))
+	format, ok := parseFormat(q.Get("format"))
+	if !ok {
+		s.writeError(w, r, errorf(auth.CodeInvalidArgument, "Invalid format parameter, expected json or protobuf."))
 		return
 	}
 	status := false
@@ -197,6 +198,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		userID:   claims.UserID,
 		username: claims.Username,
 		status:   status,
+		format:   format,
 		done:     make(chan struct{}),
 
 		vars:        claims.Vars,
@@ -232,7 +234,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	c.statusConnected()
 	s.rt.metrics.connects.Inc()
 	s.rt.accepted.Add(1)
-	s.log.Debug().Str("session_id", c.id).Str("user_id", c.userID).Msg("socket connected")
+	s.log.Debug().Str("session_id", c.id).Str("user_id", c.userID).Str("format", format.String()).Msg("socket connected")
 	go c.readLoop()
 	// Shutdown sets draining before it closes the registered sockets: either it saw this one
 	// or this check sees draining.
@@ -306,13 +308,24 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (h *hijackCapture) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // NotifyUser pushes notifications to every socket of the user on this node, as Nakama's
-// {"notifications":{"notifications":[...]}} envelope, and returns how many sockets queued it.
+// {"notifications":{"notifications":[...]}} envelope (in each socket's format), and returns how
+// many sockets queued it.
 func (s *Server) NotifyUser(userID string, notifications ...*api.Notification) (int, error) {
-	msg, err := marshalJSON.Marshal(&rtapi.Envelope{Message: &rtapi.Envelope_Notifications{
-		Notifications: &rtapi.Notifications{Notifications: notifications},
-	}})
+	m, err := notificationsMsg(notifications)
 	if err != nil {
 		return 0, err
 	}
-	return s.rt.hub.SendToUser(userID, msg), nil
+	return s.rt.sendToUser(userID, m), nil
+}
+
+// notificationsMsg is the notifications envelope, its json encoded (the format nodes pass
+// between them, and the one that reports bad input such as invalid UTF-8).
+func notificationsMsg(notifications []*api.Notification) (*outMsg, error) {
+	m := newOutMsg(&rtapi.Envelope{Message: &rtapi.Envelope_Notifications{
+		Notifications: &rtapi.Notifications{Notifications: notifications},
+	}})
+	if _, err := m.bytes(formatJSON); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

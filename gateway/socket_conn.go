@@ -32,7 +32,8 @@ type socketConn struct {
 	id       string
 	userID   string
 	username string
-	status   bool // connected with status=true: appears online to followers (status.go)
+	status   bool         // connected with status=true: appears online to followers (status.go)
+	format   socketFormat // the socket's messages: json text or protobuf binary (socket_format.go)
 	// vars and connectedAt (Unix ns) describe the session to the server API (api_server.go).
 	vars        map[string]string
 	connectedAt int64
@@ -265,7 +266,7 @@ func (c *socketConn) writeLoop() {
 
 func (c *socketConn) write(msg []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteWait)
-	err := c.ws.Write(ctx, websocket.MessageText, msg)
+	err := c.ws.Write(ctx, c.format.messageType(), msg)
 	cancel()
 	if err == nil {
 		c.s.rt.metrics.messagesOut.Inc()
@@ -361,8 +362,13 @@ func (c *socketConn) readMessage() (code int, reason, cause string) {
 		return 0, "", causeClient
 	}
 	c.s.rt.metrics.messagesIn.Inc()
-	if typ != websocket.MessageText {
+	if typ != c.format.messageType() {
+		// Nakama ends a socket that mixes message types; the gateway says why first.
 		putReadBuf(buf)
+		if c.format == formatProtobuf {
+			c.sendError("", errUnrecognized, "Unexpected text message, this socket's format is protobuf.")
+			return CloseProtocolError, reasonText, causeProtocol
+		}
 		c.sendError("", errUnrecognized, "Unexpected binary message, this socket's format is json.")
 		return CloseProtocolError, reasonBinary, causeProtocol
 	}

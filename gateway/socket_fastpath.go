@@ -14,9 +14,9 @@ import (
 // (pollInput), with a peek at the head of the connection's input, a read of exactly the frame's
 // bytes and, for an envelope ping, one non-blocking send of the pong frame. Anything else (any
 // other frame, a frame not whole in the peek, a fragmented or large frame, a ping envelope in any
-// other shape) is left in place for coder/websocket, so behaviour is unchanged: the fast path
-// only ever takes frames whose handling it reproduces exactly (FuzzPingEnvelope checks the
-// envelope decoder against protojson).
+// other shape, any message of a protobuf socket) is left in place for coder/websocket, so
+// behaviour is unchanged: the fast path only ever takes frames whose handling it reproduces
+// exactly (FuzzPingEnvelope checks the envelope decoder against protojson).
 //
 // The read loop's goroutine holds fd's read lock while it waits, so no other read interleaves;
 // frames are consumed only while the read buffer c.br is empty (waitReadable's precondition),
@@ -198,7 +198,8 @@ func (c *socketConn) pollInput(fd uintptr) bool {
 		var cid []byte
 		switch {
 		case size > 0 && first == finPong:
-		case size > 0 && first == finText && int64(len(body)) <= c.s.cfg.MaxMessageSize:
+		case size > 0 && first == finText && c.format == formatJSON && int64(len(body)) <= c.s.cfg.MaxMessageSize:
+			// A json socket's envelope ping; a protobuf socket's frames all go to coder/websocket.
 			var ok bool
 			if cid, ok = parsePingEnvelope(body); !ok {
 				c.mu.Unlock()

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/heroiclabs/nakama-common/rtapi"
+	"google.golang.org/protobuf/proto"
 )
 
 // Memory per idle socket, measured in process.
@@ -28,7 +31,11 @@ import (
 //
 //	SESSIONGATE_SOCKET_MEMORY=2000,5000 go test -run '^TestSocketMemory$' -count 1 -v ./gateway/
 //
-// With SESSIONGATE_SOCKET_MEMORY_PROFILE=<dir> it also writes <dir>/heap-<n>.pprof (every
+// SESSIONGATE_SOCKET_MEMORY_FORMATS=json,protobuf measures each socket format in turn, in the same
+// run (json alone by default); a protobuf client's ping and pong are binary envelopes.
+//
+// With SESSIONGATE_SOCKET_MEMORY_PROFILE=<dir> it also writes <dir>/heap-<n>.pprof
+// (heap-<n>-protobuf.pprof for protobuf sockets; every
 // allocation sampled; the figures then include the profiler's overhead): read it with
 // go tool pprof -sample_index=inuse_space -top.
 //
@@ -42,12 +49,25 @@ func TestSocketMemory(t *testing.T) {
 	if os.Getenv("SESSIONGATE_SOCKET_MEMORY_PROFILE") != "" {
 		runtime.MemProfileRate = 1 // every allocation, for an exact per-socket breakdown
 	}
+	formats := []string{"json"}
+	if v := os.Getenv("SESSIONGATE_SOCKET_MEMORY_FORMATS"); v != "" {
+		formats = strings.Split(v, ",")
+	}
 	for _, f := range strings.Split(spec, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n <= 0 || n > 9000 {
 			t.Fatalf("bad socket count %q (1..9000: server and client share the 20,000 files limit)", f)
 		}
-		t.Run(strconv.Itoa(n), func(t *testing.T) { measureSocketMemory(t, n) })
+		for _, format := range formats {
+			if format != "json" && format != "protobuf" {
+				t.Fatalf("bad format %q (json or protobuf)", format)
+			}
+			name := strconv.Itoa(n)
+			if len(formats) > 1 {
+				name += "/" + format
+			}
+			t.Run(name, func(t *testing.T) { measureSocketMemory(t, n, format) })
+		}
 	}
 }
 
@@ -84,14 +104,15 @@ func readRSS() uint64 {
 	return 0
 }
 
-func measureSocketMemory(t *testing.T, n int) {
+func measureSocketMemory(t *testing.T, n int, format string) {
 	s := startServer(t, testConfig(), memStores())
 	sess := s.authDevice(t, "device-socket-memory", "")
 	before := snapshot()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperSocketClients$", "-test.count=1")
 	cmd.Env = append(os.Environ(),
-		"SESSIONGATE_HELPER_URL="+s.wsURL("token="+query(sess.Token)),
+		"SESSIONGATE_HELPER_URL="+s.wsURL("format="+format+"&token="+query(sess.Token)),
+		"SESSIONGATE_HELPER_FORMAT="+format,
 		"SESSIONGATE_HELPER_N="+strconv.Itoa(n),
 		"SESSIONGATE_SOCKET_MEMORY=")
 	cmd.Stderr = os.Stderr
@@ -134,7 +155,11 @@ func measureSocketMemory(t *testing.T, n int) {
 	rssRaw := readRSS()
 	after := snapshot()
 	if dir := os.Getenv("SESSIONGATE_SOCKET_MEMORY_PROFILE"); dir != "" {
-		f, err := os.Create(fmt.Sprintf("%s/heap-%d.pprof", dir, n))
+		name := fmt.Sprintf("%s/heap-%d.pprof", dir, n)
+		if format != "json" {
+			name = fmt.Sprintf("%s/heap-%d-%s.pprof", dir, n, format)
+		}
+		f, err := os.Create(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,8 +170,8 @@ func measureSocketMemory(t *testing.T, n int) {
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
 	heap := per(after.heapInuse, before.heapInuse)
 	stack := per(after.stackInuse, before.stackInuse)
-	t.Logf("SOCKETMEM n=%d ramp=%v bytes/socket=%.0f (heap_inuse %.0f + stack_inuse %.0f; heap_alloc %.0f) rss/socket=%.0f (before GC: %.0f) goroutines/socket=%.2f",
-		n, ramp.Round(time.Millisecond), heap+stack, heap, stack, per(after.heapAlloc, before.heapAlloc),
+	t.Logf("SOCKETMEM format=%s n=%d ramp=%v bytes/socket=%.0f (heap_inuse %.0f + stack_inuse %.0f; heap_alloc %.0f) rss/socket=%.0f (before GC: %.0f) goroutines/socket=%.2f",
+		format, n, ramp.Round(time.Millisecond), heap+stack, heap, stack, per(after.heapAlloc, before.heapAlloc),
 		per(after.rss, before.rss), per(rssRaw, before.rss), float64(after.goroutines-before.goroutines)/float64(n))
 }
 
@@ -159,6 +184,7 @@ func TestHelperSocketClients(t *testing.T) {
 		t.Skip("client process of TestSocketMemory")
 	}
 	n, _ := strconv.Atoi(os.Getenv("SESSIONGATE_HELPER_N"))
+	protobuf := os.Getenv("SESSIONGATE_HELPER_FORMAT") == "protobuf"
 	conns := make([]*websocket.Conn, n)
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -170,7 +196,7 @@ func TestHelperSocketClients(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
-				c, err := helperSocket(ctx, url, i)
+				c, err := helperSocket(ctx, url, i, protobuf)
 				if err != nil {
 					mu.Lock()
 					firstErr = cmpErr(firstErr, fmt.Errorf("socket %d: %w", i, err))
@@ -201,9 +227,9 @@ func cmpErr(a, b error) error {
 	return b
 }
 
-// helperSocket opens one socket, sends an envelope ping, waits for the pong, then leaves the
-// socket to answer the server's WebSocket pings on its own.
-func helperSocket(ctx context.Context, url string, i int) (*websocket.Conn, error) {
+// helperSocket opens one socket, sends an envelope ping (a protobuf one on a protobuf socket),
+// waits for the pong, then leaves the socket to answer the server's WebSocket pings on its own.
+func helperSocket(ctx context.Context, url string, i int, protobuf bool) (*websocket.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c, _, err := websocket.Dial(dctx, url, nil)
@@ -211,11 +237,27 @@ func helperSocket(ctx context.Context, url string, i int) (*websocket.Conn, erro
 		return nil, err
 	}
 	cid := strconv.Itoa(i)
-	if err := c.Write(dctx, websocket.MessageText, []byte(`{"cid":"`+cid+`","ping":{}}`)); err != nil {
+	typ, ping := websocket.MessageText, []byte(`{"cid":"`+cid+`","ping":{}}`)
+	if protobuf {
+		typ = websocket.MessageBinary
+		ping, _ = proto.Marshal(pingEnv(cid))
+	}
+	if err := c.Write(dctx, typ, ping); err != nil {
 		c.CloseNow()
 		return nil, err
 	}
-	if _, data, err := c.Read(dctx); err != nil || !strings.Contains(string(data), `"pong"`) {
+	_, data, err := c.Read(dctx)
+	var pong rtapi.Envelope
+	switch {
+	case err != nil:
+	case protobuf:
+		if err = proto.Unmarshal(data, &pong); err == nil && pong.GetPong() == nil {
+			err = errors.New("not a pong")
+		}
+	case !strings.Contains(string(data), `"pong"`):
+		err = errors.New("not a pong")
+	}
+	if err != nil {
 		c.CloseNow()
 		return nil, fmt.Errorf("no pong: %q %v", data, err)
 	}

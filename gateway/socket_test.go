@@ -143,9 +143,7 @@ func TestSocketRefusedBeforeUpgrade(t *testing.T) {
 		{"basic auth", "", basicAuth(testServerKey), 401, 16, "Auth token invalid"},
 		{"refresh token", "token=" + query(sess.RefreshToken), "", 401, 16, "Auth token invalid"},
 		{"revoked token", "token=" + query(revoked.Token), "", 401, 16, "Auth token invalid"},
-		{"protobuf", "format=protobuf&token=" + query(sess.Token), "", 400, 3,
-			"Invalid format parameter: protobuf is not supported yet, use format=json."},
-		{"unknown format", "format=xml&token=" + query(sess.Token), "", 400, 3, "Invalid format parameter, expected json."},
+		{"unknown format", "format=xml&token=" + query(sess.Token), "", 400, 3, "Invalid format parameter, expected json or protobuf."},
 		{"bad status", "status=maybe&token=" + query(sess.Token), "", 400, 3, "Invalid status parameter, expected true or false."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

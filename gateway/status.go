@@ -8,7 +8,6 @@ import (
 	"github.com/heroiclabs/nakama-common/rtapi"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/sessiongate/sessiongate/hub"
 	"github.com/sessiongate/sessiongate/presence"
 )
 
@@ -18,8 +17,9 @@ import (
 // As in Nakama, every socket follows its own user from the moment it connects, so a user's own
 // sockets receive the events of their user; a socket connected with status=true appears online
 // (a join with an empty status) and its close is a leave. The presence.Tracker holds who is
-// online and who follows whom; its events come back to onStatusEvent, which encodes each event
-// once and queues the same bytes on every follower's socket through the hub.
+// online and who follows whom; its events come back to onEvent, which makes each event one
+// outMsg: encoded once per format and the same bytes queued on every follower's socket of that
+// format.
 
 // maxStatusBytes bounds a status, as Nakama's len(status) > 2048 check (bytes, not characters).
 const maxStatusBytes = 2048
@@ -27,17 +27,17 @@ const maxStatusBytes = 2048
 // statusLookupTimeout bounds the account lookups of one status_follow.
 const statusLookupTimeout = 5 * time.Second
 
-// statusPresence is the node's status presence: the tracker and the hub it delivers through.
+// statusPresence is the node's status presence: the tracker and the sockets it delivers to.
 type statusPresence struct {
 	tracker presence.Tracker
-	hub     *hub.Hub
+	rt      *realtime
 	// forward, set in cluster mode, carries this node's events to the other nodes
 	// (cluster_presence.go); their events come back through deliver.
 	forward func(presence.Event)
 }
 
-func newStatusPresence(node string, h *hub.Hub) *statusPresence {
-	sp := &statusPresence{hub: h}
+func newStatusPresence(node string, rt *realtime) *statusPresence {
+	sp := &statusPresence{rt: rt}
 	sp.tracker = presence.NewMemory(presence.MemoryConfig{Node: node, OnEvent: sp.onEvent})
 	return sp
 }
@@ -57,22 +57,19 @@ func (sp *statusPresence) onEvent(e presence.Event) {
 	}
 }
 
-// deliver sends a presence event to this node's followers of its user: encoded once, sent to
-// all.
+// deliver sends a presence event to this node's followers of its user: encoded at most once
+// per format, sent to all.
 func (sp *statusPresence) deliver(e presence.Event) {
 	var buf [smallFollowers]string
 	followers := sp.tracker.FollowersOf(e.UserID, buf[:0])
 	if len(followers) == 0 {
 		return
 	}
-	msg, err := marshalJSON.Marshal(&rtapi.Envelope{Message: &rtapi.Envelope_StatusPresenceEvent{
+	m := newOutMsg(&rtapi.Envelope{Message: &rtapi.Envelope_StatusPresenceEvent{
 		StatusPresenceEvent: &rtapi.StatusPresenceEvent{Joins: wirePresences(e.Joins), Leaves: wirePresences(e.Leaves)},
 	}})
-	if err != nil {
-		return // cannot happen for these messages
-	}
 	for _, sid := range followers {
-		sp.hub.SendToSession(sid, msg)
+		sp.rt.sendToSession(sid, m)
 	}
 }
 
@@ -123,9 +120,9 @@ func (c *socketConn) handleStatus(env *rtapi.Envelope) {
 	}
 }
 
-// sendEnvelope queues env, encoded with protojson.
+// sendEnvelope queues env, encoded in the socket's format.
 func (c *socketConn) sendEnvelope(env *rtapi.Envelope) {
-	msg, err := marshalJSON.Marshal(env)
+	msg, err := c.format.marshal(env)
 	if err != nil {
 		c.s.log.Error().Err(err).Msg("encoding envelope")
 		return

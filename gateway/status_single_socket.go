@@ -37,16 +37,17 @@ func (s *Server) registerSocket(c *socketConn) error {
 		return err
 	}
 	s.cluster.replaceElsewhere(c)
-	replace(older)
+	s.rt.replace(older)
 	return nil
 }
 
-// replace sends each socket the single-socket notification, then closes it with 4001.
-func replace(older []hub.Conn) {
+// replace sends each socket the single-socket notification (encoded once per format), then
+// closes it with 4001.
+func (rt *realtime) replace(older []hub.Conn) {
 	if len(older) == 0 {
 		return
 	}
-	msg, err := marshalJSON.Marshal(&rtapi.Envelope{Message: &rtapi.Envelope_Notifications{
+	m := newOutMsg(&rtapi.Envelope{Message: &rtapi.Envelope_Notifications{
 		Notifications: &rtapi.Notifications{Notifications: []*api.Notification{{
 			Id:         uuid.NewString(),
 			Subject:    "single_socket",
@@ -56,9 +57,7 @@ func replace(older []hub.Conn) {
 		}}},
 	}})
 	for _, o := range older {
-		if err == nil {
-			o.Send(msg)
-		}
+		rt.sendOut(o, m)
 		o.Close(CloseReplaced, reasonReplaced)
 	}
 }

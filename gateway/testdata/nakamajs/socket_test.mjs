@@ -1,10 +1,12 @@
 // Compatibility test: the real @heroiclabs/nakama-js 2.8.0 socket against a sessiongate
-// gateway. Run by TestNakamaJSSocket in gateway/nakamajs_test.go; by hand:
+// gateway, in Nakama's json format or, with NAKAMA_SOCKET_FORMAT=protobuf, through the protobuf
+// adapter @heroiclabs/nakama-js-protobuf 1.4.0. Run by TestNakamaJSSocket and
+// TestNakamaJSSocketProtobuf in gateway/nakamajs_test.go; by hand:
 //
-//   NAKAMA_HOST=127.0.0.1 NAKAMA_PORT=7350 node socket_test.mjs
+//   NAKAMA_HOST=127.0.0.1 NAKAMA_PORT=7350 [NAKAMA_SOCKET_FORMAT=protobuf] node socket_test.mjs
 //
 // Env: NAKAMA_HOST (default 127.0.0.1), NAKAMA_PORT (default 7350), NAKAMA_SERVER_KEY
-// (default "defaultkey"). The server must issue session tokens that live longer than 5 minutes
+// (default "defaultkey"), NAKAMA_SOCKET_FORMAT (json or protobuf, default json). The server must issue session tokens that live longer than 5 minutes
 // (the test uses 2h): nakama-js refreshes a session that expires within 5 minutes before each
 // call, and this test must log out the very token its socket connected with.
 //
@@ -20,17 +22,34 @@
 // - followUsers(ids) sends status_follow {user_ids} and resolves to the reply's "status";
 //   updateStatus(s) sends status_update {status}.
 // - Every send races a setTimeout that is never cleared, so the process exits explicitly.
+// - createSocket(useSSL, verbose, adapter) takes the adapter. WebSocketAdapterPb (nakama-js-protobuf)
+//   connects with &format=protobuf, sets binaryType "arraybuffer", encodes each envelope the
+//   client sends with Envelope.fromJSON + encode, and hands the client Envelope.toJSON of each
+//   binary message it receives, so the client code above it is the same.
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { WebSocket } from "ws";
 import { Client } from "@heroiclabs/nakama-js";
+import { WebSocketAdapterPb } from "@heroiclabs/nakama-js-protobuf";
 
 globalThis.WebSocket ??= WebSocket;
 
 const host = process.env.NAKAMA_HOST || "127.0.0.1";
 const port = process.env.NAKAMA_PORT || "7350";
 const serverKey = process.env.NAKAMA_SERVER_KEY || "defaultkey";
+const format = process.env.NAKAMA_SOCKET_FORMAT || "json";
+assert.ok(format === "json" || format === "protobuf", `NAKAMA_SOCKET_FORMAT=${format}: json or protobuf`);
+console.log(`socket format: ${format}`);
+
+// The protobuf adapter hands the client Envelope.toJSON of each message, which fills in the
+// fields a message left empty (an error's context as {}, an event's joins as []), where the
+// json format omits them: what the client sees of an empty field differs by format.
+const emptyMap = format === "protobuf" ? {} : undefined;
+const emptyList = format === "protobuf" ? [] : undefined;
+
+// newSocket is a nakama-js socket in the format under test.
+const newSocket = () => client.createSocket(false, false, format === "protobuf" ? new WebSocketAdapterPb() : undefined);
 
 const client = new Client(serverKey, host, port, false);
 const run = randomUUID().replaceAll("-", "").slice(0, 12);
@@ -66,7 +85,7 @@ async function check(name, fn) {
 
 // instrument records what a socket sends and receives and how it ends.
 function instrument(socket) {
-  const rec = { pings: 0, pongs: 0, statusEvents: [], disconnected: null, heartbeatTimeout: false };
+  const rec = { pings: 0, pongs: 0, statusEvents: [], disconnected: null, heartbeatTimeout: false, text: 0, binary: 0 };
   socket.setHeartbeatTimeoutMs(heartbeatMs);
   socket.ondisconnect = (evt) => { rec.disconnected = evt ?? {}; };
   socket.onheartbeattimeout = () => { rec.heartbeatTimeout = true; };
@@ -94,13 +113,18 @@ await check("authenticate two users (tokens outlive the auto-refresh window)", a
 });
 
 await check("connect(session, true) opens the socket", async () => {
-  socketA = client.createSocket(false, false);
+  socketA = newSocket();
   recA = instrument(socketA);
   assert.equal(await socketA.connect(sessionA, true, 5000), sessionA);
-  socketB = client.createSocket(false, false);
+  socketB = newSocket();
   recB = instrument(socketB);
   await socketB.connect(sessionB, true, 5000);
   assert.ok(socketA.adapter.isOpen() && socketB.adapter.isOpen());
+  for (const [socket, rec] of [[socketA, recA], [socketB, recB]]) {
+    const ws = socket.adapter._socket; // the underlying WebSocket of either adapter
+    assert.equal(new URL(ws.url).searchParams.get("format"), format === "protobuf" ? "protobuf" : null);
+    ws.addEventListener("message", (evt) => { rec[typeof evt.data === "string" ? "text" : "binary"]++; });
+  }
 });
 
 await check("the ping/pong heartbeat keeps the socket open", async () => {
@@ -133,7 +157,7 @@ await check("followUsers with a malformed id is rejected with error 3", async ()
   } catch (e) {
     err = e;
   }
-  assert.deepEqual(err, { code: 3, message: "Invalid user identifier" });
+  assert.deepEqual(err, { code: 3, message: "Invalid user identifier", ...(emptyMap && { context: emptyMap }) });
   assert.ok(socketA.adapter.isOpen(), "an error must not close the socket");
 });
 
@@ -159,7 +183,7 @@ await check("updateStatus() without a status appears offline to followers", asyn
   await socketB.updateStatus();
   await waitUntil("A's leave event", () => recA.statusEvents.length > 0);
   const evt = recA.statusEvents[0];
-  assert.equal(evt.joins, undefined, JSON.stringify(evt));
+  assert.deepEqual(evt.joins, emptyList, JSON.stringify(evt));
   assert.equal(evt.leaves?.[0]?.status, "playing", JSON.stringify(evt));
 });
 
@@ -214,7 +238,7 @@ await check("after sessionLogout the open socket still answers pings", async () 
 });
 
 await check("a new socket with the logged-out token is refused", async () => {
-  const s = client.createSocket(false, false);
+  const s = newSocket();
   let err;
   try {
     await s.connect(sessionA, false, 5000);
@@ -235,6 +259,13 @@ await check("a new socket with the logged-out token is refused", async () => {
   // The old socket is unaffected.
   const reply = await socketA.send({ ping: {} });
   assert.deepEqual(reply.pong, {});
+});
+
+await check(`every message received was a ${format === "protobuf" ? "binary" : "text"} message`, async () => {
+  for (const rec of [recA, recB]) {
+    const [want, other] = format === "protobuf" ? [rec.binary, rec.text] : [rec.text, rec.binary];
+    assert.ok(want > 5 && other === 0, `text ${rec.text}, binary ${rec.binary}`);
+  }
 });
 
 await check("disconnect closes both sockets cleanly", async () => {
