@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/sessiongate/sessiongate/hub"
 	"github.com/sessiongate/sessiongate/presence"
 )
 
@@ -21,17 +20,16 @@ import (
 // held).
 //
 // Socket liveness. A user holding a live socket needs no HTTP heartbeat: every
-// Config.PlaySessionTimeout/3 the node collects the users of its registered sockets that
-// showed life within Config.PongWait (the same rule that keeps a socket open; the socket's
-// lastSeen is an atomic the socket already keeps, so nothing is added per frame and there is
-// no timer per socket), and extends their play sessions to PlaySessionTimeout from now in one
+// Config.PlaySessionTimeout/3 the node collects the users of its registered sockets (live by
+// the heartbeat's rule: a socket silent for Config.PongWait is closed and unregistered within
+// a sweep interval; nothing is added per frame and there is no timer per socket), and extends their play sessions to PlaySessionTimeout from now in one
 // batch (Touch). Every gameTouchEvery (a tenth of the TTL, at most a minute) it extends their
 // game sessions the same way, to GameSessionTTL from now. Each node extends the sessions of
 // its own sockets' users, so this holds across nodes. The bound: a play session whose user
 // holds a live socket does not expire, since it is extended at least every timeout/3; once
 // the socket closes (by the client, or after PongWait of silence), the session ends between
-// 2/3 of the timeout and the timeout after the last extension. The cost per pass is one read
-// of each local socket's lastSeen and, on Redis, one script per 1,000 users.
+// 2/3 of the timeout and the timeout after the last extension. The cost per pass is a walk of
+// the hub's user index (no socket is read) and, on Redis, one script per 1,000 users.
 
 // expirySweepEvery is how often the node expires due sessions.
 const expirySweepEvery = 100 * time.Millisecond
@@ -93,7 +91,6 @@ func (p *playSessions) runTouches(ctx context.Context) {
 	defer touch.Stop()
 	var lastPlay, lastGame time.Time
 	var users []string
-	seen := make(map[string]struct{})
 	for {
 		select {
 		case <-ctx.Done():
@@ -106,7 +103,7 @@ func (p *playSessions) runTouches(ctx context.Context) {
 			if !playDue && !gameDue {
 				continue
 			}
-			users = p.s.liveUsers(users[:0], seen)
+			users = p.s.liveUsers(users[:0])
 			if playDue {
 				lastPlay = now
 				p.touch(ctx, kindPlay, users, func(c context.Context) (int, error) {
@@ -123,25 +120,14 @@ func (p *playSessions) runTouches(ctx context.Context) {
 	}
 }
 
-// liveUsers appends to dst, once each, the users of this node's sockets seen within PongWait.
-func (s *Server) liveUsers(dst []string, seen map[string]struct{}) []string {
-	clear(seen)
+// liveUsers appends to dst, once each, the users of this node's registered sockets. A
+// registered socket is a live one by the heartbeat's rule: one silent for PongWait is closed
+// and unregistered within a sweep interval (heartbeat.go). The hub's user index lists each user
+// once, so the pass reads neither the sockets nor a set of its own.
+func (s *Server) liveUsers(dst []string) []string {
 	h := s.rt.hub
-	now := s.rt.now()
-	var buf []hub.Conn
 	for i := range h.Shards() {
-		buf = h.AppendShard(i, buf[:0])
-		for _, hc := range buf {
-			c, ok := hc.(*socketConn)
-			if !ok || time.Duration(now-c.lastSeen.Load()) >= s.cfg.PongWait {
-				continue
-			}
-			if _, dup := seen[c.userID]; !dup {
-				seen[c.userID] = struct{}{}
-				dst = append(dst, c.userID)
-			}
-		}
-		clear(buf)
+		dst = h.AppendUsers(i, dst)
 	}
 	return dst
 }

@@ -381,6 +381,25 @@ func (h *Hub) AppendShard(i int, dst []Conn) []Conn {
 	return dst
 }
 
+// AppendUsers appends the ids of the users holding sockets in user shard i (0 ≤ i < Shards())
+// to dst and returns the extended slice; an i out of range appends nothing. Each user lives in
+// exactly one user shard, so calling it for every i lists every user once, with no set to
+// deduplicate them and without touching the sockets themselves: only the shard's map is read,
+// under its read lock.
+func (h *Hub) AppendUsers(i int, dst []string) []string {
+	if i < 0 || i >= len(h.users) {
+		return dst
+	}
+	us := &h.users[i]
+	us.mu.RLock()
+	dst = slices.Grow(dst, len(us.m))
+	for uid := range us.m {
+		dst = append(dst, uid)
+	}
+	us.mu.RUnlock()
+	return dst
+}
+
 // RangeShard calls fn for each socket of session shard i until fn returns false; an i out of
 // range calls nothing. See Range for what it sees and why fn may call back into the Hub.
 func (h *Hub) RangeShard(i int, fn func(Conn) bool) {

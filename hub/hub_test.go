@@ -787,3 +787,37 @@ func TestSameConnRace(t *testing.T) {
 }
 
 func must[T any](v T, _ error) T { return v }
+
+func TestAppendUsers(t *testing.T) {
+	h, err := New(Config{Shards: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i := range 50 {
+		uid := fmt.Sprintf("user-%d", i%20) // 20 users, some with several sockets
+		want[uid] = true
+		if err := h.Register(newConn(fmt.Sprintf("s-%d", i), uid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for i := range h.Shards() {
+		got = h.AppendUsers(i, got)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("AppendUsers listed %d users, want %d: %v", len(got), len(want), got)
+	}
+	for _, uid := range got {
+		if !want[uid] {
+			t.Fatalf("user %q listed twice or unknown", uid)
+		}
+		delete(want, uid)
+	}
+	if got := h.AppendUsers(-1, nil); got != nil {
+		t.Fatalf("AppendUsers(-1) = %v", got)
+	}
+	if got := h.AppendUsers(h.Shards(), nil); got != nil {
+		t.Fatalf("AppendUsers(Shards()) = %v", got)
+	}
+}
