@@ -182,7 +182,10 @@ func (m *MemoryGames) closeLocked(id string) *GameSession {
 func (m *MemoryGames) Touch(_ context.Context, userIDs []string, ttl time.Duration) (int, error) {
 	next := m.now().Add(ttl).UnixNano()
 	n := 0
-	inLockedBatches(&m.mu, userIDs, func(batch []string) {
+	inLockedBatches(&m.mu, userIDs, func(batch []string) bool {
+		if len(m.due.items) == 0 {
+			return false // no session left to touch
+		}
 		for _, u := range batch {
 			for id := range m.byUser[u] {
 				if at, ok := m.due.get(id); ok && at < next {
@@ -191,6 +194,7 @@ func (m *MemoryGames) Touch(_ context.Context, userIDs []string, ttl time.Durati
 				}
 			}
 		}
+		return true
 	})
 	return n, nil
 }

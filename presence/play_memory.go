@@ -76,26 +76,34 @@ func (m *MemoryPlay) Touch(_ context.Context, userIDs []string, timeout time.Dur
 	now := m.now().UnixNano()
 	next := now + int64(timeout)
 	n := 0
-	inLockedBatches(&m.mu, userIDs, func(batch []string) {
+	inLockedBatches(&m.mu, userIDs, func(batch []string) bool {
+		if len(m.due.items) == 0 {
+			return false // no session left to touch
+		}
 		for _, u := range batch {
 			if at, ok := m.due.get(u); ok && at > now && at < next {
 				m.due.set(u, next)
 				n++
 			}
 		}
+		return true
 	})
 	return n, nil
 }
 
 // inLockedBatches calls fn with consecutive batches of up to touchBatch ids, holding mu around
 // each batch only, so that touching a whole node's users never holds a store for long (a
-// batch takes tens of microseconds).
-func inLockedBatches(mu *sync.Mutex, ids []string, fn func([]string)) {
+// batch takes tens of microseconds). It stops early when fn reports false: the store holds no
+// session left to touch (an idle node's liveness pass then costs next to nothing).
+func inLockedBatches(mu *sync.Mutex, ids []string, fn func([]string) bool) {
 	for len(ids) > 0 {
 		n := min(len(ids), touchBatch)
 		mu.Lock()
-		fn(ids[:n])
+		more := fn(ids[:n])
 		mu.Unlock()
+		if !more {
+			return
+		}
 		ids = ids[n:]
 	}
 }
