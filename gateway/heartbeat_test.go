@@ -95,6 +95,7 @@ func TestHeartbeatPongShapes(t *testing.T) {
 			if shape.name == "with envelope" && (pongsEnvelopes < pings-1 || pongsEnvelopes > pings) {
 				t.Errorf("%d envelope pongs for %d envelope pings", pongsEnvelopes, pings)
 			}
+
 			_ = nc.Close()
 		})
 	}
@@ -106,6 +107,66 @@ func TestHeartbeatPongShapes(t *testing.T) {
 	}
 	if !containsLine(body, `sessiongate_socket_disconnects_total{cause="heartbeat_timeout"} 0`) {
 		t.Errorf("a socket that answered pings timed out:\n%s", grepLines(body, "disconnects"))
+	}
+}
+
+// Input smaller than the receive low-water mark that is not a pong, here the first 3 bytes of an
+// envelope ping sent in answer to a server ping, is read by the sweeper, which takes it for the
+// pong it waits for: it must hand the bytes back to the read loop, wake it, and count them as
+// life. The rest of the frame, sent later, completes the envelope, which is answered.
+func TestHeartbeatHandsBackInput(t *testing.T) {
+	cfg := heartbeatConfig()
+	s := startServer(t, cfg, memStores())
+	sess := s.authDevice(t, "device-hand-back", "")
+	nc, br := rawSocket(t, s, sess.Token)
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for round := range 3 {
+		if op, payload, err := readFrame(br); err != nil || op != 0x9 {
+			t.Fatalf("round %d: waiting for a ping: %#x %q %v", round, op, payload, err)
+		}
+		frame := maskedFrame(0x81, `{"cid":"h","ping":{}}`)
+		if _, err := nc.Write(frame[:3]); err != nil {
+			t.Fatal(err)
+		}
+		// The sweeper visits the socket within a sweep interval, (PongWait-PingPeriod)/2, and
+		// takes the 3 bytes; the socket stays within PongWait of them.
+		time.Sleep((cfg.PongWait-cfg.PingPeriod)/2 + 50*time.Millisecond)
+		if _, err := nc.Write(frame[3:]); err != nil {
+			t.Fatal(err)
+		}
+		// Pings sent meanwhile, which the client could not answer mid-frame, are answered now.
+		op, payload, err := readFrame(br)
+		var late []byte
+		for err == nil && op == 0x9 {
+			late = append(late, maskedFrame(0x8A, string(payload))...)
+			op, payload, err = readFrame(br)
+		}
+		if err != nil || op != 0x1 || string(payload) != `{"cid":"h","pong":{}}` {
+			t.Fatalf("round %d: answer to the split envelope: %#x %q %v", round, op, payload, err)
+		}
+		if len(late) > 0 {
+			if _, err := nc.Write(late); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A whole frame under the mark with nothing after it, a close frame with no code in answer
+	// to a ping, is handed back too: only the wake-up gets the read loop to it.
+	if op, payload, err := readFrame(br); err != nil || op != 0x9 {
+		t.Fatalf("waiting for a ping: %#x %q %v", op, payload, err)
+	}
+	if _, err := nc.Write(maskedFrame(0x88, "")); err != nil {
+		t.Fatal(err)
+	}
+	op, payload, err := readFrame(br)
+	for err == nil && op == 0x9 {
+		op, payload, err = readFrame(br)
+	}
+	if err != nil || op != 0x8 {
+		t.Fatalf("answer to the close frame: %#x %q %v", op, payload, err)
+	}
+	if body := scrape(t, s); !containsLine(body, `sessiongate_socket_disconnects_total{cause="heartbeat_timeout"} 0`) {
+		t.Errorf("the client was timed out:\n%s", grepLines(body, "disconnects"))
 	}
 }
 

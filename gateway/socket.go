@@ -220,9 +220,13 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(s.cfg.MaxMessageSize)
 	hw.refill()
-	c.ws, c.nc, c.br = ws, hw.nc, hw.br
-	if sc, ok := hw.nc.(syscall.Conn); ok {
+	c.ws, c.nc, c.br, c.in = ws, hw.nc, hw.br, hw.in
+	if sc, ok := hw.nc.(syscall.Conn); ok && hw.in != nil {
 		c.rc, _ = sc.SyscallConn() // a TCP connection; under TLS nc is a *tls.Conn and rc stays nil
+	}
+	if c.rc != nil && rawHeartbeats {
+		// Pongs the sweeper collects are dated by the kernel (collectPong).
+		_ = c.rc.Control(func(fd uintptr) { enableRecvTimestamps(fd) })
 	}
 	c.touch()
 	if err := s.registerSocket(c); err != nil { // closes older sockets with --single-socket
@@ -266,6 +270,7 @@ const socketBufferSize = 512
 type hijackCapture struct {
 	http.ResponseWriter
 	nc      net.Conn
+	in      *inputConn // nc as coder/websocket reads it; nil unless nc is a plain TCP connection
 	br      *bufio.Reader
 	carried int // bytes carried over from net/http's reader
 }
@@ -285,14 +290,21 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nc, brw, err
 	}
 	h.nc = nc
+	// coder/websocket reads a plain TCP connection through inputConn, so that the heartbeat
+	// sweeper can hand back bytes it read (socket_fastpath.go).
+	var rd net.Conn = nc
+	if _, ok := nc.(syscall.Conn); ok {
+		h.in = &inputConn{Conn: nc}
+		rd = h.in
+	}
 	// Bytes the client sent after the upgrade request (it normally waits for the 101) are
 	// already in net/http's reader: carry them over into the new buffer.
-	var src io.Reader = nc
+	var src io.Reader = rd
 	size := socketBufferSize
 	n := brw.Reader.Buffered()
 	if n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		src = io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc)
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(b)), rd)
 		size = max(size, n)
 	}
 	h.br = bufio.NewReaderSize(src, size)
@@ -302,7 +314,7 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		_, _ = h.br.Peek(n)
 	}
 	h.carried = n
-	return nc, bufio.NewReadWriter(h.br, bufio.NewWriterSize(nc, socketBufferSize)), nil
+	return rd, bufio.NewReadWriter(h.br, bufio.NewWriterSize(nc, socketBufferSize)), nil
 }
 
 func (h *hijackCapture) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -29,6 +29,7 @@ type socketConn struct {
 	nc       net.Conn        // the hijacked connection, to drop it when a close stalls
 	br       *bufio.Reader   // the connection's read buffer, shared with ws (socket_idle.go)
 	rc       syscall.RawConn // nc's raw connection, to wait for input cheaply; nil under TLS
+	in       *inputConn      // what coder/websocket reads from, nc with handed-back bytes first; nil under TLS
 	id       string
 	userID   string
 	username string
@@ -56,6 +57,7 @@ type socketConn struct {
 	done     chan struct{} // closed once the WebSocket is closed
 	parked   bool          // the read loop waits in waitReadable: coder/websocket is not reading
 	lowat    bool          // the receive low-water mark is raised for a pinged idle socket
+	woken    bool          // the sweeper handed input back and woke the read loop with a deadline
 	desynced bool          // a frame was read or written in part: the stream cannot be trusted
 }
 

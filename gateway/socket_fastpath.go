@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"errors"
+	"net"
+	"time"
 )
 
 // The heartbeat fast path.
@@ -185,7 +187,8 @@ func (c *socketConn) pollInput(fd uintptr) bool {
 	var peek [maxFastFrame]byte // a frame at most; the pong frame is then built over it
 	for {
 		c.mu.Lock()
-		if c.closing {
+		if c.closing || c.inputBuffered() {
+			// Handed-back bytes come before anything on the connection (collectPong).
 			c.mu.Unlock()
 			return true
 		}
@@ -246,37 +249,91 @@ func (c *socketConn) pollInput(fd uintptr) bool {
 }
 
 // collectPong is the heartbeat sweeper's half of pong reading (heartbeat.go): for a socket it
-// pinged whose read loop is still parked, it consumes the pong waiting on the connection, which
-// the raised receive low-water mark kept from waking the read loop, and records it as seen when
-// it arrived. Only the sweeper calls it (it reads pingedAt). Other input waiting there (a frame
-// smaller than the mark) gets the mark lowered, which wakes the read loop for it.
+// pinged whose read loop is still parked, it reads what waits on the connection, which the
+// raised receive low-water mark kept from waking the read loop: normally just the empty pong,
+// which counts as life, dated when the kernel received it. Only the sweeper calls it (it reads
+// pingedAt).
+//
+// One recvmsg does it all (the bytes and their date), so the bytes are consumed before they
+// are looked at. Whatever is not an empty pong at their head (a frame smaller than the mark, a
+// pong with a payload, input that arrived since, the first bytes of a larger message) is handed
+// back to the read loop: it is served first by the connection coder/websocket reads from
+// (inputConn), the mark is lowered, and the read loop is woken out of its poller wait.
 func (c *socketConn) collectPong() {
 	_ = c.rc.Control(func(fd uintptr) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if !c.parked || c.closing {
+		if !c.parked || c.closing || c.in == nil {
 			return
 		}
-		var peek [maxFastFrame]byte
-		n, st := peekInput(fd, peek[:])
-		if st == inputNone {
+		var buf [maxFastFrame]byte
+		n, wall, st := recvInput(fd, buf[:])
+		switch st {
+		case inputNone:
+			return
+		case inputEnd:
+			c.resetLowatLocked() // nothing consumed: the read loop reads the end or the error
 			return
 		}
-		if first, _, size := headFrame(peek[:n]); st != inputData || size == 0 || first != finPong {
-			c.resetLowatLocked()
-			return
-		} else if !consumeInput(fd, size) {
-			c.desynced = true
-			c.resetLowatLocked()
-			return
+		// Any input is a sign of life, seen when it arrived: never before the ping it answers
+		// (nor later than now, should the wall clock jump).
+		now := c.s.rt.now()
+		at := now
+		if wall != 0 {
+			at -= time.Now().UnixNano() - wall
 		}
-		// Seen when it arrived, not now: the kernel knows when that was.
-		at := c.s.rt.now()
-		if ago, ok := sinceDataReceived(fd); ok {
-			// The kernel counts in jiffies: never before the ping it answers.
-			at = max(at-int64(ago), c.pingedAt+1)
+		c.seenAt(min(max(at, c.pingedAt+1), now))
+		rest := buf[:n]
+		if isEmptyPong(rest) {
+			rest = rest[emptyPongSize:]
+			c.s.rt.metrics.pongs.Inc()
 		}
-		c.seenAt(at)
-		c.s.rt.metrics.pongs.Inc()
+		if len(rest) > 0 {
+			c.handBackLocked(rest)
+		}
 	})
+}
+
+// emptyPongSize is the size of the masked pong frame with no payload that answers a ping.
+const emptyPongSize = 2 + 4
+
+// isEmptyPong reports whether b starts with a masked pong frame with no payload.
+func isEmptyPong(b []byte) bool {
+	return len(b) >= emptyPongSize && b[0] == finPong && b[1] == 0x80
+}
+
+// handBackLocked returns bytes taken off the connection to the parked read loop: the
+// connection coder/websocket reads from serves them first, and an expired read deadline wakes
+// the read loop out of its poller wait (waitReadable clears it). c.mu must be held, the read
+// loop parked.
+func (c *socketConn) handBackLocked(b []byte) {
+	c.in.pending = append(c.in.pending, b...)
+	c.resetLowatLocked()
+	c.woken = true
+	_ = c.nc.SetReadDeadline(aLongTimeAgo)
+}
+
+// aLongTimeAgo is a read deadline already past: it wakes a goroutine waiting to read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// inputConn is a plain TCP socket's hijacked connection as coder/websocket reads it: bytes the
+// sweeper took off the connection and handed back (handBackLocked) come first. pending is
+// written only by the sweeper while the read loop is parked, under c.mu, and read by whichever
+// goroutine reads the socket afterwards (the read loop takes c.mu when it unparks, and a close
+// handshake's reader starts after a close request, also under c.mu).
+type inputConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (ic *inputConn) Read(p []byte) (int, error) {
+	if len(ic.pending) > 0 {
+		n := copy(p, ic.pending)
+		ic.pending = ic.pending[n:]
+		if len(ic.pending) == 0 {
+			ic.pending = nil
+		}
+		return n, nil
+	}
+	return ic.Conn.Read(p)
 }

@@ -1,5 +1,7 @@
 package gateway
 
+import "time"
+
 // Idle sockets.
 //
 // An idle socket's one goroutine, its read loop, spends nearly all its life waiting for the next
@@ -37,7 +39,7 @@ func (c *socketConn) waitReadable() bool {
 	c.mu.Lock()
 	// c.mu orders this against the close: coder/websocket reads c.br from another goroutine only
 	// once a close was requested (finish), which happens after closing is set under c.mu.
-	skip := c.closing || c.br.Buffered() > 0
+	skip := c.closing || c.inputBuffered()
 	c.parked = !skip
 	c.mu.Unlock()
 	if skip {
@@ -46,10 +48,20 @@ func (c *socketConn) waitReadable() bool {
 	_ = c.rc.Read(c.pollFn)
 	c.mu.Lock()
 	c.parked = false
+	if c.woken {
+		c.woken = false
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
 	c.resetLowatLocked()
 	ok := !c.desynced
 	c.mu.Unlock()
 	return ok
+}
+
+// inputBuffered reports whether input waits in memory (the read buffer, or bytes the sweeper
+// handed back), where the poller cannot see it. c.mu must be held.
+func (c *socketConn) inputBuffered() bool {
+	return c.br.Buffered() > 0 || (c.in != nil && len(c.in.pending) > 0)
 }
 
 // resetLowatLocked lowers a raised receive low-water mark back to one byte. c.mu must be held.
@@ -68,7 +80,7 @@ func (c *socketConn) idle() bool {
 		return false
 	}
 	c.mu.Lock()
-	busy := c.closing || c.br.Buffered() > 0
+	busy := c.closing || c.inputBuffered()
 	c.mu.Unlock()
 	if busy {
 		return false

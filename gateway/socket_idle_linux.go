@@ -4,7 +4,6 @@ package gateway
 
 import (
 	"syscall"
-	"time"
 	"unsafe"
 )
 
@@ -72,15 +71,35 @@ func setRcvLowat(fd uintptr, n int) {
 		uintptr(unsafe.Pointer(&v)), unsafe.Sizeof(v), 0)
 }
 
-// sinceDataReceived returns how long ago fd last received data, as the kernel keeps it
-// (TCP_INFO's last_data_recv, in milliseconds), or false when it cannot tell.
-func sinceDataReceived(fd uintptr) (time.Duration, bool) {
-	var info syscall.TCPInfo
-	size := uint32(syscall.SizeofTCPInfo)
-	_, _, errno := syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
-		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
-	if errno != 0 {
-		return 0, false
+// enableRecvTimestamps asks the kernel to date what fd receives (SO_TIMESTAMPNS), so that
+// recvInput can tell when a pong arrived. It reports whether the kernel agreed.
+func enableRecvTimestamps(fd uintptr) bool {
+	v := int32(1)
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS,
+		uintptr(unsafe.Pointer(&v)), unsafe.Sizeof(v), 0)
+	return errno == 0
+}
+
+// recvInput reads, without blocking, what fd holds into b, and returns the byte count and the
+// wall-clock time (Unix nanoseconds) at which the kernel received the last of them, or 0 when
+// it did not say (SO_TIMESTAMPNS off). One recvmsg: the data and its date together.
+func recvInput(fd uintptr, b []byte) (n int, at int64, st inputState) {
+	var oob [32]byte // one cmsghdr (16 bytes) and one timespec (16 bytes)
+	iov := syscall.Iovec{Base: &b[0]}
+	iov.SetLen(len(b))
+	msg := syscall.Msghdr{Iov: &iov, Iovlen: 1, Control: &oob[0]}
+	msg.SetControllen(len(oob))
+	r, _, errno := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), syscall.MSG_DONTWAIT)
+	switch {
+	case errno == syscall.EAGAIN:
+		return 0, 0, inputNone
+	case errno != 0 || r == 0:
+		return 0, 0, inputEnd
 	}
-	return time.Duration(info.Last_data_recv) * time.Millisecond, true
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	if int(msg.Controllen) >= syscall.CmsgLen(16) && h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS {
+		ts := (*syscall.Timespec)(unsafe.Pointer(&oob[syscall.CmsgLen(0)]))
+		at = ts.Nano()
+	}
+	return int(r), at, inputData
 }

@@ -2,8 +2,6 @@
 
 package gateway
 
-import "time"
-
 // rawHeartbeats: outside Linux every frame goes through coder/websocket (heartbeat.go).
 const rawHeartbeats = false
 
@@ -22,5 +20,8 @@ func sendFrame(uintptr, []byte) (bool, error) { return false, errPartialFrame }
 // setRcvLowat is not used outside Linux.
 func setRcvLowat(uintptr, int) {}
 
-// sinceDataReceived is not used outside Linux.
-func sinceDataReceived(uintptr) (time.Duration, bool) { return 0, false }
+// enableRecvTimestamps is not used outside Linux.
+func enableRecvTimestamps(uintptr) bool { return false }
+
+// recvInput is not used outside Linux.
+func recvInput(uintptr, []byte) (int, int64, inputState) { return 0, 0, inputEnd }
