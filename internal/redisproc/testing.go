@@ -42,6 +42,23 @@ func ClusterForTest(t testing.TB, masters int) *Cluster {
 	return c
 }
 
+// SentinelForTest starts a Sentinel deployment (a master, a replica, three sentinels) for t
+// and stops it when t ends, skipping or failing as ForTest does when redis-server is missing.
+func SentinelForTest(t testing.TB) *Sentinel {
+	t.Helper()
+	requireBinaries(t, "redis-server")
+	d, err := StartSentinel(Options{})
+	if err != nil {
+		t.Fatalf("redisproc: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("redisproc: %v", err)
+		}
+	})
+	return d
+}
+
 func requireBinaries(t testing.TB, names ...string) {
 	t.Helper()
 	for _, name := range names {
