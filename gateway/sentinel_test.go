@@ -41,16 +41,9 @@ func TestSentinel(t *testing.T) {
 	rs := redisproc.SentinelForTest(t)
 	d := sentinelDeployment(rs.URL())
 	// One case at a time: the deployment is shared, and the failover must come last.
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T, d deployment)
-	}{
-		{"disconnect session across nodes", testClusterDisconnectSession},
-		{"logout refused on every node", testClusterLogout},
-		{"status events across nodes", testClusterStatus},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, d) })
-	}
+	t.Run("disconnect session across nodes", func(t *testing.T) { testClusterDisconnectSession(t, d) })
+	t.Run("logout refused on every node", func(t *testing.T) { testClusterLogout(t, d) })
+	t.Run("status events across nodes", func(t *testing.T) { testClusterStatus(t, d) })
 	t.Run("failover", func(t *testing.T) { testSentinelFailover(t, rs, d) })
 }
 
@@ -126,13 +119,13 @@ func disconnectAttempt(s *testServer, sid string) (response, error) {
 // sockets opened before stayed open, and no node took the outage for the death of another
 // (which would remove that node's live presences and send their followers leaves).
 func testSentinelFailover(t *testing.T, rs *redisproc.Sentinel, d deployment) {
-	// A liveness window (1.5s) longer than go-redis takes to redial a failed pool (1s), so
-	// that a node whose client reaches the new master a little later than the others' is not
-	// dead; shorter than the outage (over 2s: the sentinels wait 1s before they agree the
-	// master is down), so that a node judging silence during or right after it would expire
-	// the others.
 	// Registered before the nodes, so that it runs after their clients are closed.
 	t.Cleanup(func() { waitRedisProbesDone(t) })
+	// A liveness window of 1.5s: longer than go-redis takes to redial a failed pool (up to 1s),
+	// so that a node whose client reaches the new master a little after the others' is still
+	// live to them, and shorter than the outage (over 2s: the sentinels wait 1s before they
+	// agree that the master is down), so that a node judging silence during or right after it
+	// would expire the others.
 	nodes := startNodes(t, d, 3, func(c *gateway.Config) { c.NodeTTL = 2 * time.Second })
 	follower := statusSocket(t, nodes[1], "device-sentinel-follower", false)
 	online := newClusterUser(t, nodes[0], "device-sentinel-online")
@@ -197,7 +190,8 @@ func testSentinelFailover(t *testing.T, rs *redisproc.Sentinel, d deployment) {
 				green++
 			}
 		}
-		if green < len(nodes) && redAt == 0 { // the first red answer: a /readyz that waits for Redis waits up to 1s
+		// The first red answer; a /readyz that waits for Redis takes up to 1s to give it.
+		if green < len(nodes) && redAt == 0 {
 			redAt = time.Since(killed)
 		}
 		if green == len(nodes) && redAt != 0 {
