@@ -90,6 +90,16 @@ type cluster struct {
 
 	mu   sync.Mutex
 	seen map[string]time.Time // other nodes -> when a Nodes listing last showed them (local clock)
+	// After the registry was out of reach (Redis restarted with its data, a Sentinel failover),
+	// every node's last heartbeat in it is old, and so is this node's last sighting of them:
+	// silence says nothing about death until the live nodes have heartbeated again. Their
+	// clients may reach Redis later than this node's (go-redis redials a failing pool once a
+	// second); a node is dead only if it stays out of reach a liveness window longer than this
+	// one, and then heartbeats at its next tick. registryLost is set while this node's registry
+	// calls fail; judgeFrom, a liveness window and a heartbeat period after they work again, is
+	// when silence means death again (dead nodes expire, sightings age out).
+	registryLost bool
+	judgeFrom    time.Time
 
 	// Casts (presence events, single-socket replacements) go through one queue and one sender,
 	// so that each node receives this node's events in the order they happened.
@@ -214,6 +224,9 @@ func (c *cluster) heartbeat(ctx context.Context) {
 	defer cancel()
 	err := c.nodes.Heartbeat(ctx, hub.NodeInfo{ID: c.node, Address: c.addr, Sessions: c.s.rt.hub.Len(), StartedAt: c.started})
 	if err != nil {
+		c.mu.Lock()
+		c.registryLost = true
+		c.mu.Unlock()
 		c.s.log.Warn().Err(err).Msg("node heartbeat failed")
 		return
 	}
@@ -225,6 +238,12 @@ func (c *cluster) heartbeat(ctx context.Context) {
 // and any whose cleaner died before it finished. Concurrent cleanups of one node emit each
 // leave once.
 func (c *cluster) expire(ctx context.Context) {
+	c.mu.Lock()
+	judging := c.judgingLocked(time.Now())
+	c.mu.Unlock()
+	if !judging {
+		return // the registry was out of reach: the live nodes are catching up on heartbeats
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.every)
 	defer cancel()
 	gone, err := c.nodes.Expire(ctx)
@@ -280,25 +299,40 @@ func (c *cluster) forget(node string) {
 	c.mu.Unlock()
 }
 
+// judgingLocked reports whether a node silent in the registry for the liveness window is dead
+// at now, which it is not while the registry is out of reach nor until judgeFrom after. The
+// caller holds c.mu.
+func (c *cluster) judgingLocked(now time.Time) bool {
+	return !c.registryLost && !now.Before(c.judgeFrom)
+}
+
 // liveNodes returns the ids of the live nodes, this one included: the registry's listing, plus
 // nodes a listing showed within the liveness window that this one lacks (the registry's data
-// was lost with a Redis restart and they have not heartbeated since), so that a request is
-// never answered for the whole cluster without asking a node that may hold the session.
+// was lost with a Redis restart and they have not heartbeated since), and after the registry
+// was out of reach every node seen before, until the live ones have heartbeated again. So a
+// request is never answered for the whole cluster without asking a node that may hold the
+// session.
 func (c *cluster) liveNodes(ctx context.Context) ([]string, error) {
 	infos, err := c.nodes.Nodes(ctx)
+	now := time.Now()
+	c.mu.Lock()
 	if err != nil {
+		c.registryLost = true
+		c.mu.Unlock()
 		return nil, err
 	}
-	now := time.Now()
+	if c.registryLost {
+		c.registryLost, c.judgeFrom = false, now.Add(c.liveness+c.every)
+	}
+	judging := c.judgingLocked(now)
 	ids := []string{c.node}
-	c.mu.Lock()
 	for _, n := range infos {
 		if n.ID != c.node {
 			c.seen[n.ID] = now
 		}
 	}
 	for id, at := range c.seen {
-		if now.Sub(at) > c.liveness {
+		if judging && now.Sub(at) > c.liveness {
 			delete(c.seen, id)
 			continue
 		}
@@ -315,9 +349,10 @@ func (c *cluster) others() []string {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	judging := c.judgingLocked(now)
 	ids := make([]string, 0, len(c.seen))
 	for id, at := range c.seen {
-		if now.Sub(at) <= c.liveness {
+		if !judging || now.Sub(at) <= c.liveness {
 			ids = append(ids, id)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/sessiongate/sessiongate/internal/redisproc"
+	"github.com/sessiongate/sessiongate/internal/redisurl"
 )
 
 // The deployment kit (deploy/) is checked here: the compose file and the Prometheus and
@@ -176,7 +177,7 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: node id %q used twice", name, o.cfg.NodeID)
 		}
 		nodeIDs[o.cfg.NodeID] = true
-		if client, err := newRedisClient(o.cfg.RedisURL); err != nil {
+		if client, err := redisurl.NewClient(o.cfg.RedisURL); err != nil {
 			t.Errorf("%s: redis url: %v", name, err)
 		} else {
 			client.Close()

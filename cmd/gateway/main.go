@@ -23,6 +23,7 @@ import (
 
 	"github.com/sessiongate/sessiongate/auth"
 	"github.com/sessiongate/sessiongate/gateway"
+	"github.com/sessiongate/sessiongate/internal/redisurl"
 )
 
 func main() {
@@ -114,7 +115,7 @@ func openStores(ctx context.Context, redisURL, prefix string) (gateway.Stores, f
 	if redisURL == "" {
 		return gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()}, func() {}, nil
 	}
-	client, err := newRedisClient(redisURL)
+	client, err := redisurl.NewClient(redisURL)
 	if err != nil {
 		return gateway.Stores{}, nil, err
 	}

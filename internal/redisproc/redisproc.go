@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// Options configures the servers Start and StartCluster run.
+// Options configures the servers Start, StartCluster and StartSentinel run.
 type Options struct {
 	// Dir is the working directory for the server's files (its log, a cluster node's config).
 	// Empty means a fresh temporary directory, removed when the server stops.
@@ -42,6 +42,8 @@ type Server struct {
 	// bus is the cluster bus port of a cluster node, zero for a plain server.
 	bus     int
 	cluster bool
+	// sentinelConf is the initial config file of a sentinel, empty for a data server.
+	sentinelConf string
 
 	mu     sync.Mutex
 	dir    string
@@ -69,18 +71,17 @@ var errExited = errors.New("redis-server exited before answering")
 // Start runs redis-server on a free loopback port with persistence disabled and returns once
 // it answers. The caller must Stop or Kill it.
 func Start(opts Options) (*Server, error) {
-	return start(opts, false)
+	return start(&Server{opts: opts})
 }
 
-func start(opts Options, cluster bool) (*Server, error) {
-	bin, err := lookup(opts.Binary, "redis-server")
+// start runs s, whose opts and kind (cluster node, sentinel) the caller set.
+func start(s *Server) (*Server, error) {
+	bin, err := lookup(s.opts.Binary, "redis-server")
 	if err != nil {
 		return nil, err
 	}
-	if opts.StartTimeout <= 0 {
-		opts.StartTimeout = 5 * time.Second
-	}
-	s := &Server{opts: opts, bin: bin, cluster: cluster}
+	s.bin = bin
+	s.opts.StartTimeout = s.opts.startTimeout()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.startLocked(); err != nil {
@@ -184,7 +185,18 @@ func (s *Server) startLocked() error {
 
 // launch starts one redis-server process and waits until it answers, or reaps it.
 func (s *Server) launch(port, bus int) error {
-	args := []string{
+	var args []string
+	if s.sentinelConf != "" {
+		// redis-server runs as a sentinel when its config file comes first. The sentinel
+		// rewrites that file with what it learns, so it must be a writable file of its own;
+		// each launch starts from the initial config, and the flags below override its port.
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		if err := os.WriteFile(conf, []byte(s.sentinelConf), 0o600); err != nil {
+			return fmt.Errorf("failed to write sentinel config: %w", err)
+		}
+		args = []string{conf, "--sentinel"}
+	}
+	args = append(args,
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -192,7 +204,7 @@ func (s *Server) launch(port, bus int) error {
 		"--daemonize", "no",
 		"--dir", s.dir,
 		"--logfile", "redis.log",
-	}
+	)
 	if s.cluster {
 		args = append(args,
 			"--cluster-enabled", "yes",
@@ -315,7 +327,7 @@ func StartCluster(opts Options, masters int) (*Cluster, error) {
 	for i := range masters {
 		nodeOpts := opts
 		nodeOpts.Dir = filepath.Join(c.dir, fmt.Sprintf("node%d", i))
-		s, err := start(nodeOpts, true)
+		s, err := start(&Server{opts: nodeOpts, cluster: true})
 		if err != nil {
 			_ = c.Stop()
 			return nil, err
@@ -445,13 +457,27 @@ func freePort() (int, error) {
 // string reply. It is all this package needs to see that a server is up, and keeps the
 // package free of a Redis client dependency.
 func command(addr string, timeout time.Duration, args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
+	v, err := roundTrip(addr, timeout, args...)
 	if err != nil {
 		return "", err
 	}
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("%s: array reply, want a string", args[0])
+	}
+	return s, nil
+}
+
+// roundTrip sends one command over a fresh connection and returns its reply: a string for a
+// simple, integer or bulk string reply, a []any of replies for an array.
+func roundTrip(addr string, timeout time.Duration, args ...string) (any, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
 	defer conn.Close()
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
-		return "", err
+		return nil, err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
@@ -459,36 +485,53 @@ func command(addr string, timeout time.Duration, args ...string) (string, error)
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
 	if _, err := io.WriteString(conn, b.String()); err != nil {
-		return "", err
+		return nil, err
 	}
-	r := bufio.NewReader(conn)
+	return readReply(bufio.NewReader(conn))
+}
+
+// readReply reads one RESP2 reply. A nil bulk string is an error, at the top level as inside
+// an array: none of the replies this package reads has one where a value is expected.
+func readReply(r *bufio.Reader) (any, error) {
 	line, err := r.ReadString('\n')
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	line = strings.TrimSuffix(line, "\r\n")
 	if line == "" {
-		return "", errors.New("empty reply")
+		return nil, errors.New("empty reply")
 	}
 	switch line[0] {
 	case '+', ':':
 		return line[1:], nil
 	case '-':
-		return "", fmt.Errorf("redis error: %s", line[1:])
+		return nil, fmt.Errorf("redis error: %s", line[1:])
 	case '$':
 		n, err := strconv.Atoi(line[1:])
 		if err != nil {
-			return "", fmt.Errorf("bad bulk length %q", line)
+			return nil, fmt.Errorf("bad bulk length %q", line)
 		}
 		if n < 0 {
-			return "", errors.New("nil reply")
+			return nil, errors.New("nil reply")
 		}
 		buf := make([]byte, n+2)
 		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", err
+			return nil, err
 		}
 		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad array length %q", line)
+		}
+		elems := make([]any, n)
+		for i := range elems {
+			if elems[i], err = readReply(r); err != nil {
+				return nil, err
+			}
+		}
+		return elems, nil
 	default:
-		return "", fmt.Errorf("unsupported reply %q", line)
+		return nil, fmt.Errorf("unsupported reply %q", line)
 	}
 }

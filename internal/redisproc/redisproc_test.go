@@ -166,3 +166,74 @@ func TestCluster(t *testing.T) {
 		}
 	}
 }
+
+func TestSentinel(t *testing.T) {
+	start := time.Now()
+	d := SentinelForTest(t)
+	t.Logf("deployment ready in %v", time.Since(start))
+	addrs := d.Addrs()
+	if len(addrs) != 3 {
+		t.Fatalf("Addrs = %v, want 3 sentinels", addrs)
+	}
+	if want := "redis-sentinel://" + strings.Join(addrs, ",") + "?master=" + d.MasterName(); d.URL() != want {
+		t.Fatalf("URL = %q, want %q", d.URL(), want)
+	}
+	master, replica := d.data[0], d.data[1]
+	if got, err := d.MasterAddr(); err != nil || got != master.Addr() {
+		t.Fatalf("MasterAddr = %q, %v; want %s", got, err, master.Addr())
+	}
+	do(t, master.Addr(), "SET", "k", "v")
+	waitUntil(t, 5*time.Second, "the write replicated", func() bool {
+		v, err := command(replica.Addr(), time.Second, "GET", "k")
+		return err == nil && v == "v"
+	})
+
+	old := pid(master)
+	killed, err := d.KillMaster()
+	if err != nil || killed != master.Addr() {
+		t.Fatalf("KillMaster = %q, %v; want %s", killed, err, master.Addr())
+	}
+	if !reaped(old) || master.Running() {
+		t.Fatalf("master process %d not reaped after KillMaster", old)
+	}
+	start = time.Now()
+	waitUntil(t, 15*time.Second, "the replica promoted", func() bool {
+		got, err := d.MasterAddr()
+		return err == nil && got == replica.Addr()
+	})
+	t.Logf("failover in %v", time.Since(start))
+	if info := do(t, replica.Addr(), "INFO", "replication"); !strings.Contains(info, "role:master\r\n") {
+		t.Fatalf("promoted replica: %s", info)
+	}
+	if got := do(t, replica.Addr(), "GET", "k"); got != "v" {
+		t.Fatalf("GET on the new master = %q, want the replicated value", got)
+	}
+
+	pids := []int{pid(replica)}
+	for _, s := range d.sentinels {
+		pids = append(pids, pid(s))
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pids {
+		if !reaped(p) {
+			t.Fatalf("process %d not reaped after Stop", p)
+		}
+	}
+	if _, err := os.Stat(d.dir); !os.IsNotExist(err) {
+		t.Fatalf("temporary dir %s left behind: %v", d.dir, err)
+	}
+}
+
+// waitUntil polls cond until it holds, failing t after timeout.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,4 +1,4 @@
-package main
+package redisurl
 
 import (
 	"strings"
@@ -8,8 +8,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TestNewRedisClient builds clients from every URL form without connecting.
-func TestNewRedisClient(t *testing.T) {
+// TestNewClient builds clients from every URL form without connecting.
+func TestNewClient(t *testing.T) {
 	single := func(addr string, db int, user, pass string, tls bool) func(*testing.T, redis.UniversalClient) {
 		return func(t *testing.T, c redis.UniversalClient) {
 			cl, ok := c.(*redis.Client)
@@ -90,7 +90,7 @@ func TestNewRedisClient(t *testing.T) {
 		{"redis-cluster://u:%zz@c1:7000", nil, "bad password"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
-			c, err := newRedisClient(tc.url)
+			c, err := NewClient(tc.url)
 			if tc.err != "" {
 				if err == nil {
 					c.Close()

@@ -1,4 +1,7 @@
-package main
+// Package redisurl builds the gateway's Redis client from its --redis-url, one URL for each
+// deployment redis.UniversalClient covers: a single server, Sentinel and Redis Cluster. It is
+// apart from cmd/gateway so that tests build their clients exactly as the binary does.
+package redisurl
 
 import (
 	"fmt"
@@ -9,14 +12,14 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// newRedisClient builds a redis.UniversalClient from a URL:
+// NewClient builds a redis.UniversalClient from a URL:
 //
 //	redis://[user:pass@]host:port[/db]          one server (rediss:// for TLS)
 //	redis-sentinel://[user:pass@]h1:p1,h2:p2[/db]?master=name
 //	redis-cluster://[user:pass@]h1:p1,h2:p2     Redis Cluster seed nodes
 //
 // The first form is go-redis's own ParseURL, so its query options (timeouts, pool size) work.
-func newRedisClient(raw string) (redis.UniversalClient, error) {
+func NewClient(raw string) (redis.UniversalClient, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return nil, fmt.Errorf("invalid redis url: missing scheme")
