@@ -152,10 +152,10 @@ func (c *cluster) registerOps() {
 
 // closeMany asks every socket of conns to close with code and reason, and returns how many it
 // closed (a socket already closing for another cause is not counted again) and the function
-// that starts their writers. Each socket is closing (it refuses sends, its
-// close is decided and its deadline armed) before closeMany returns; only the writer
-// goroutines that send the close frames wait for start, so that the node answers a bulk
-// disconnect before thousands of writers compete with its reply for the CPU.
+// that sends their close frames. Each socket is closing (it refuses sends, its close is decided
+// and its deadline armed) before closeMany returns; only the close frames (written directly for
+// idle sockets, by writer goroutines for the others) wait for start, so that the node answers a
+// bulk disconnect before thousands of closes compete with its reply for the CPU.
 func closeMany(conns []hub.Conn, code int, reason string) (int, func()) {
 	code, reason = sanitizeClose(code, reason)
 	cause := causeOf(code)
@@ -179,7 +179,7 @@ func closeMany(conns []hub.Conn, code int, reason string) (int, func()) {
 	}
 	return n, func() {
 		for _, sc := range writers {
-			go sc.writeLoop()
+			sc.startClose()
 		}
 	}
 }

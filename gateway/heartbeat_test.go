@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"regexp"
 	"strconv"
 	"testing"
@@ -239,5 +240,52 @@ func TestEnvelopePingShapes(t *testing.T) {
 	body := scrape(t, s)
 	if in := counter(t, body, "sessiongate_socket_messages_in_total"); in != len(pings) {
 		t.Errorf("messages_in_total %d, want %d", in, len(pings))
+	}
+}
+
+// A server-side close of an idle socket, whose close frame the node writes directly, is a
+// whole close handshake: the client reads the close frame with its code and reason; frames it
+// sends before its own close frame are discarded unanswered; after its close frame the node
+// closes the connection at once (well before WriteWait), and counts the disconnect once. A
+// client that never answers is dropped after WriteWait.
+func TestIdleSocketCloseHandshake(t *testing.T) {
+	cfg := testConfig()
+	cfg.WriteWait = 3 * time.Second
+	s := startServer(t, cfg, memStores())
+	for _, answer := range []bool{true, false} {
+		sess := s.authDevice(t, "device-close-"+strconv.FormatBool(answer), "")
+		user := tokenClaims(t, sess.Token).UserID
+		nc, br := rawSocket(t, s, sess.Token)
+		waitFor(t, 3*time.Second, "the socket to register", func() bool { return s.srv.Hub().UserCount(user) == 1 })
+		time.Sleep(50 * time.Millisecond) // the read loop parks in its poller wait
+		if r := s.serverCall(t, "POST", "/v2/server/users/"+user+"/disconnect", `{"reason":"bye"}`); r.status != 200 {
+			t.Fatalf("disconnect: %d %s", r.status, r.body)
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(2 * cfg.WriteWait))
+		op, payload, err := readFrame(br)
+		if err != nil || op != 0x8 || len(payload) < 2 || binary.BigEndian.Uint16(payload) != 4000 || string(payload[2:]) != "bye" {
+			t.Fatalf("close frame: %#x %q %v", op, payload, err)
+		}
+		start := time.Now()
+		if answer {
+			msg := append(maskedFrame(0x81, `{"cid":"late","ping":{}}`), maskedFrame(0x88, "\x0f\xa0")...)
+			if _, err := nc.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("after the close frame: byte %#x, err %v; want the end of the stream", b, err)
+		}
+		took := time.Since(start)
+		switch {
+		case answer && took > cfg.WriteWait/2:
+			t.Errorf("connection closed %v after the client's close frame", took)
+		case !answer && took < cfg.WriteWait*9/10:
+			t.Errorf("a client that did not answer was dropped after %v, want WriteWait %v", took, cfg.WriteWait)
+		}
+		waitFor(t, 3*time.Second, "the socket to unregister", func() bool { return s.srv.Hub().UserCount(user) == 0 })
+	}
+	if body := scrape(t, s); !containsLine(body, `sessiongate_socket_disconnects_total{cause="server"} 2`) {
+		t.Errorf("disconnects:\n%s", grepLines(body, "disconnects_total"))
 	}
 }

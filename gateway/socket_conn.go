@@ -58,6 +58,7 @@ type socketConn struct {
 	parked   bool          // the read loop waits in waitReadable: coder/websocket is not reading
 	lowat    bool          // the receive low-water mark is raised for a pinged idle socket
 	woken    bool          // the sweeper handed input back and woke the read loop with a deadline
+	rawClose bool          // the close frame was written directly (closeRaw): the read loop ends the close
 	desynced bool          // a frame was read or written in part: the stream cannot be trusted
 }
 
@@ -141,7 +142,7 @@ func (c *socketConn) Send(msg []byte) bool {
 		start := c.requestCloseLocked(CloseSlowConsumer, reasonSlowConsumer, causeSlowConsumer, true)
 		c.mu.Unlock()
 		if start {
-			go c.writeLoop()
+			c.startClose()
 		}
 		return false
 	}
@@ -189,6 +190,14 @@ func (c *socketConn) closeWith(code int, reason, cause string, drop bool) {
 	start := c.requestCloseLocked(code, reason, cause, drop)
 	c.mu.Unlock()
 	if start {
+		c.startClose()
+	}
+}
+
+// startClose performs a close that requestCloseLocked handed to its caller: directly when the
+// socket is idle (closeRaw), otherwise on a writer goroutine.
+func (c *socketConn) startClose() {
+	if !c.closeRaw() {
 		go c.writeLoop()
 	}
 }
@@ -313,6 +322,9 @@ func (c *socketConn) readLoop() {
 	defer rt.sockets.Done()
 	c.closeWith(code, reason, cause, cause != causeProtocol)
 	c.statusClosed() // followers see the leave without waiting for the close handshake
+	if c.closedRaw() {
+		c.finishRaw()
+	}
 	<-c.done
 	rt.hub.Unregister(c)
 	c.mu.Lock()
@@ -333,6 +345,9 @@ func (c *socketConn) read() (code int, reason, cause string) {
 	for {
 		if !c.waitReadable() {
 			return 0, "", causeWriteError // mid-frame (socket_fastpath.go): dropped without a close frame
+		}
+		if c.closedRaw() {
+			return 0, "", causeServer // the close handshake is over (or given up): readLoop finishes it
 		}
 		if code, reason, cause = c.readMessage(); cause != "" {
 			return code, reason, cause

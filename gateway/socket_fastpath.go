@@ -187,6 +187,11 @@ func (c *socketConn) pollInput(fd uintptr) bool {
 	var peek [maxFastFrame]byte // a frame at most; the pong frame is then built over it
 	for {
 		c.mu.Lock()
+		if c.rawClose {
+			over := c.awaitCloseLocked(fd)
+			c.mu.Unlock()
+			return over
+		}
 		if c.closing || c.inputBuffered() {
 			// Handed-back bytes come before anything on the connection (collectPong).
 			c.mu.Unlock()
@@ -336,4 +341,107 @@ func (ic *inputConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return ic.Conn.Read(p)
+}
+
+// Closing an idle socket.
+//
+// A server-side close through coder/websocket costs a writer goroutine (whose stack grows in
+// the frame writer), a context and timer per write, and a close handshake in which that
+// goroutine and the read loop hand the connection's read lock to each other: a user-wide
+// disconnect of thousands of sockets spends its time there. An idle socket (Linux, plain TCP,
+// the read loop parked in its poller wait, nothing queued or being written, no ping in flight)
+// is closed like its pings are sent: the close frame is written with one non-blocking send
+// (closeRaw), and the read loop, still in its poller wait, reads the client's answer
+// (awaitCloseLocked): frames sent before the client saw the close are discarded (RFC 6455
+// 1.4), its close frame or the end of the stream ends the handshake, and the read loop then
+// closes the connection (finishRaw). The deadline armed by requestCloseLocked still drops a
+// client that never answers.
+
+// appendCloseFrame appends the unmasked close frame with code and reason (at most
+// maxCloseReason bytes, sanitizeClose's guarantee) to dst.
+func appendCloseFrame(dst []byte, code int, reason string) []byte {
+	dst = append(dst, 0x88, byte(2+len(reason)), byte(code>>8), byte(code))
+	return append(dst, reason...)
+}
+
+// closeRaw writes the close frame of a close requested with requestCloseLocked directly, when
+// the socket is idle, and reports whether it did; otherwise (or when the send buffer is full)
+// the caller starts the writer goroutine as usual.
+func (c *socketConn) closeRaw() bool {
+	if !rawHeartbeats || c.rc == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closing || c.rawClose || !c.parked || c.inflight || c.head < len(c.q) || c.pingWait.Load() ||
+		c.inputBuffered() || c.desynced || c.cause == causeClient || c.cause == causeWriteError {
+		return false
+	}
+	var frame [4 + maxCloseReason]byte
+	b := appendCloseFrame(frame[:0], c.code, c.reason)
+	var written bool
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) { written, err = sendFrame(fd, b) }); cerr != nil {
+		return false
+	}
+	switch {
+	case written:
+		c.rawClose = true
+		c.s.rt.metrics.messagesOut.Inc()
+		return true
+	case errors.Is(err, errPartialFrame):
+		// The stream is mid-frame: no close frame can follow; the read loop drops the connection.
+		c.desynced, c.rawClose = true, true
+		_ = c.nc.SetReadDeadline(aLongTimeAgo)
+		c.woken = true
+		return true
+	}
+	return false // a full send buffer or an error: the writer tries, and reports
+}
+
+// awaitCloseLocked is pollInput once the close frame was written directly: it discards the
+// client's frames until its close frame, and reports true once the handshake is over (the
+// close frame or the end of the stream read) or cannot go on here (a frame too large for the
+// peek, an unmasked frame): the read loop then closes the connection. c.mu must be held.
+func (c *socketConn) awaitCloseLocked(fd uintptr) bool {
+	var peek [maxFastFrame]byte
+	for {
+		n, st := peekInput(fd, peek[:])
+		switch st {
+		case inputNone:
+			return false
+		case inputEnd:
+			return true
+		}
+		first, _, size := headFrame(peek[:n])
+		if size == 0 {
+			// Not whole: wait for the rest, unless it can never be whole in the peek.
+			return n == len(peek) || peek[1]&0x80 == 0 && n >= 2
+		}
+		if !consumeInput(fd, size) {
+			return true
+		}
+		if first&0x0f == 0x8 {
+			return true
+		}
+	}
+}
+
+// closedRaw reports whether the socket's close frame was written directly.
+func (c *socketConn) closedRaw() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rawClose
+}
+
+// finishRaw ends a close whose frame was written directly: it closes the connection, as
+// finish does for the writer's closes.
+func (c *socketConn) finishRaw() {
+	_ = c.ws.CloseNow()
+	c.mu.Lock()
+	if c.force != nil {
+		c.force.Stop()
+	}
+	c.mu.Unlock()
+	close(c.done)
 }
