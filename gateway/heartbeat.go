@@ -30,13 +30,14 @@ import (
 //     empty pong it asks for;
 //   - the client's pong therefore lands in the receive buffer without waking anything: no
 //     poller wake-up, no goroutine scheduled, which is most of what a pong used to cost;
-//   - at its next visit the sweeper finds the socket pinged and not heard from, and consumes the
-//     pong with a peek and a read (collectPong), which counts as life. Any other input (an
-//     envelope is larger than the mark) wakes the read loop as usual, which lowers the mark and
-//     takes a pong in front of it along (pollInput).
+//   - at its next visit the sweeper finds the socket pinged and not heard from, and reads what
+//     waits with one recvmsg (collectPong), which counts as life; bytes other than the empty
+//     pong (a smaller frame, input that came since) are handed back to the read loop, which is
+//     woken for them. Input at or above the mark (an envelope) wakes the read loop as usual,
+//     which lowers the mark and takes a pong in front of it along (pollInput).
 // The pong is thus collected up to one sweep interval after it arrived, and recorded as seen when
-// the kernel received it (TCP_INFO), so ping cadence and timeouts are as if it had been read at
-// once; the timing above allows for the delay: a socket pinged at silence PingPeriod+x,
+// the kernel received it (SO_TIMESTAMPNS, in the same recvmsg), so ping cadence and timeouts are
+// as if it had been read at once; the timing above allows for the delay: a socket pinged at silence PingPeriod+x,
 // x < interval, is next visited at silence below PongWait, and its pong is collected before its
 // silence is judged.
 //

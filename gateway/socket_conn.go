@@ -20,9 +20,10 @@ import (
 // Goroutines: an idle socket has exactly one, its read loop. Writes happen on a writer goroutine
 // that exists only while the outgoing queue is not empty (Send starts it, it exits when the
 // queue drains), and the same goroutine performs the close: it flushes what is queued (unless
-// the cause makes that pointless), sends the close frame and waits for the handshake. A timer
-// armed when the close is requested drops the TCP connection if all that has not finished
-// within Config.WriteWait, so no close can hang.
+// the cause makes that pointless), sends the close frame and waits for the handshake; an idle
+// socket's close frame is written directly instead and its read loop completes the handshake
+// (closeRaw, socket_fastpath.go). A timer armed when the close is requested drops the TCP
+// connection if all that has not finished within Config.WriteWait, so no close can hang.
 type socketConn struct {
 	s        *Server
 	ws       *websocket.Conn
