@@ -188,6 +188,12 @@ func (s *Server) ping(c *socketConn) {
 	}()
 	s.rt.metrics.pings.Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteWait)
+	c.mu.Lock()
+	c.pingCancel = cancel // the fast path ends the wait if it takes the pong (pollInput)
+	c.mu.Unlock()
 	_ = c.ws.Ping(ctx) // a missing pong is judged by lastSeen, a failed write closes the socket
+	c.mu.Lock()
+	c.pingCancel = nil
+	c.mu.Unlock()
 	cancel()
 }

@@ -171,6 +171,50 @@ func TestHeartbeatHandsBackInput(t *testing.T) {
 	}
 }
 
+// A ping sent through coder/websocket (the read loop was inside its frame reader) whose pong
+// arrives once the read loop is parked again is answered to the fast path: that must end the
+// Ping's wait for it. With WriteWait longer than PongWait, a wait left to time out would stop
+// the pings and time out a client that answers every one.
+func TestHeartbeatPongOfLibraryPing(t *testing.T) {
+	cfg := heartbeatConfig()
+	cfg.WriteWait = 3 * time.Second
+	s := startServer(t, cfg, memStores())
+	sess := s.authDevice(t, "device-library-ping", "")
+	nc, br := rawSocket(t, s, sess.Token)
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	write := func(b []byte) {
+		t.Helper()
+		if _, err := nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A client ping takes the read loop into coder/websocket's frame reader, where it stays
+	// until a message arrives: the next server ping goes through coder/websocket.
+	write(maskedFrame(0x89, "hello"))
+	if op, payload, err := readFrame(br); err != nil || op != 0xA || string(payload) != "hello" {
+		t.Fatalf("pong to the client's ping: %#x %q %v", op, payload, err)
+	}
+	op, ping, err := readFrame(br)
+	if err != nil || op != 0x9 || len(ping) == 0 {
+		t.Fatalf("waiting for the library's ping (it carries a payload): %#x %q %v", op, ping, err)
+	}
+	// A message parks the read loop again; only then does the pong come.
+	write(maskedFrame(0x81, `{"cid":"p","ping":{}}`))
+	if op, payload, err := readFrame(br); err != nil || op != 0x1 || string(payload) != `{"cid":"p","pong":{}}` {
+		t.Fatalf("answer to the envelope: %#x %q %v", op, payload, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	write(maskedFrame(0x8A, string(ping)))
+	// The pings go on, and the client answers each: it is never timed out.
+	for range 3 {
+		op, payload, err := readFrame(br)
+		if err != nil || op != 0x9 {
+			t.Fatalf("waiting for the next ping: %#x %q %v", op, payload, err)
+		}
+		write(maskedFrame(0x8A, string(payload)))
+	}
+}
+
 // Unsolicited pongs (RFC 6455 5.5.3: a unidirectional heartbeat), here too large to be collected
 // outside coder/websocket, keep a client that never answers pings alive.
 func TestHeartbeatUnsolicitedPongs(t *testing.T) {

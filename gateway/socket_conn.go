@@ -40,10 +40,13 @@ type socketConn struct {
 	vars        map[string]string
 	connectedAt int64
 
-	lastSeen atomic.Int64          // realtime.now() of the last frame of any kind from the client
-	pingedAt int64                 // realtime.now() of the last heartbeat ping; the sweeper's alone
-	pingWait atomic.Bool           // a heartbeat ping through coder/websocket waits for its pong
-	pollFn   func(fd uintptr) bool // c.pollInput, bound once (socket_idle.go)
+	lastSeen atomic.Int64 // realtime.now() of the last frame of any kind from the client
+	pingedAt int64        // realtime.now() of the last heartbeat ping; the sweeper's alone
+	pingWait atomic.Bool  // a heartbeat ping through coder/websocket waits for its pong
+	// pingCancel ends that wait (under mu): the fast path may read the pong itself, and
+	// coder/websocket's Ping would otherwise wait out WriteWait, with no ping sent meanwhile.
+	pingCancel context.CancelFunc
+	pollFn     func(fd uintptr) bool // c.pollInput, bound once (socket_idle.go)
 
 	mu       sync.Mutex
 	q        [][]byte // outgoing messages q[head:]

@@ -223,6 +223,9 @@ func (c *socketConn) pollInput(fd uintptr) bool {
 			return true
 		}
 		if first == finPong {
+			if c.pingCancel != nil {
+				c.pingCancel() // a ping through coder/websocket waits for a pong: this is one
+			}
 			c.mu.Unlock()
 			c.pong()
 			continue // more input, or the end of the stream, may follow it
