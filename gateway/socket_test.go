@@ -692,6 +692,8 @@ func TestSocketServerClose(t *testing.T) {
 		}
 		wantClose(t, c, gateway.CloseDisconnected, "bye")
 	}
+	// a and b unregister once their close handshakes end; until then they would count below.
+	waitFor(t, 5*time.Second, "the closed sockets to unregister", func() bool { return s.srv.Hub().UserCount(uid) == 0 })
 
 	c := s.mustSocket(t, sess.Token)
 	waitFor(t, 5*time.Second, "the socket", func() bool { return s.srv.Hub().UserCount(uid) == 1 })
