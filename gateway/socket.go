@@ -220,10 +220,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(s.cfg.MaxMessageSize)
 	hw.refill()
-	c.ws, c.nc, c.br, c.in = ws, hw.nc, hw.br, hw.in
-	if sc, ok := hw.nc.(syscall.Conn); ok && hw.in != nil {
-		c.rc, _ = sc.SyscallConn() // a TCP connection; under TLS nc is a *tls.Conn and rc stays nil
-	}
+	c.ws, c.nc, c.br, c.in, c.rc = ws, hw.nc, hw.br, hw.in, hw.rc
 	if c.rc != nil && rawHeartbeats {
 		// Pongs the sweeper collects are dated by the kernel (collectPong).
 		_ = c.rc.Control(func(fd uintptr) { enableRecvTimestamps(fd) })
@@ -270,7 +267,8 @@ const socketBufferSize = 512
 type hijackCapture struct {
 	http.ResponseWriter
 	nc      net.Conn
-	in      *inputConn // nc as coder/websocket reads it; nil unless nc is a plain TCP connection
+	in      *inputConn      // nc as coder/websocket reads it; nil unless nc is a plain TCP connection
+	rc      syscall.RawConn // nc's raw connection, with in; nil otherwise
 	br      *bufio.Reader
 	carried int // bytes carried over from net/http's reader
 }
@@ -293,9 +291,11 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// coder/websocket reads a plain TCP connection through inputConn, so that the heartbeat
 	// sweeper can hand back bytes it read (socket_fastpath.go).
 	var rd net.Conn = nc
-	if _, ok := nc.(syscall.Conn); ok {
-		h.in = &inputConn{Conn: nc}
-		rd = h.in
+	if sc, ok := nc.(syscall.Conn); ok { // a TCP connection; under TLS nc is a *tls.Conn
+		if rc, err := sc.SyscallConn(); err == nil {
+			h.rc, h.in = rc, &inputConn{Conn: nc}
+			rd = h.in
+		}
 	}
 	// Bytes the client sent after the upgrade request (it normally waits for the 101) are
 	// already in net/http's reader: carry them over into the new buffer.

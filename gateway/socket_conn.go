@@ -298,6 +298,12 @@ func (c *socketConn) finish(code int, reason, cause string) {
 	default:
 		_ = c.ws.Close(websocket.StatusCode(code), reason)
 	}
+	c.closed()
+}
+
+// closed records that the WebSocket is closed, whichever way (finish, finishRaw): the drop
+// timer is no longer needed and the read loop may unregister the socket.
+func (c *socketConn) closed() {
 	c.mu.Lock()
 	if c.force != nil {
 		c.force.Stop()
@@ -347,10 +353,11 @@ func (c *socketConn) readLoop() {
 // GC (see socket_idle.go). readMessage, which needs a deep stack, is never on it while idle.
 func (c *socketConn) read() (code int, reason, cause string) {
 	for {
-		if !c.waitReadable() {
+		ok, closedRaw := c.waitReadable()
+		if !ok {
 			return 0, "", causeWriteError // mid-frame (socket_fastpath.go): dropped without a close frame
 		}
-		if c.closedRaw() {
+		if closedRaw {
 			return 0, "", causeServer // the close handshake is over (or given up): readLoop finishes it
 		}
 		if code, reason, cause = c.readMessage(); cause != "" {

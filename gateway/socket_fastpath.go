@@ -317,6 +317,12 @@ func isEmptyPong(b []byte) bool {
 func (c *socketConn) handBackLocked(b []byte) {
 	c.in.pending = append(c.in.pending, b...)
 	c.resetLowatLocked()
+	c.wakeLocked()
+}
+
+// wakeLocked wakes the parked read loop out of its poller wait with an expired read deadline,
+// which waitReadable clears. c.mu must be held.
+func (c *socketConn) wakeLocked() {
 	c.woken = true
 	_ = c.nc.SetReadDeadline(aLongTimeAgo)
 }
@@ -395,8 +401,7 @@ func (c *socketConn) closeRaw() bool {
 	case errors.Is(err, errPartialFrame):
 		// The stream is mid-frame: no close frame can follow; the read loop drops the connection.
 		c.desynced, c.rawClose = true, true
-		_ = c.nc.SetReadDeadline(aLongTimeAgo)
-		c.woken = true
+		c.wakeLocked()
 		return true
 	}
 	return false // a full send buffer or an error: the writer tries, and reports
@@ -441,10 +446,5 @@ func (c *socketConn) closedRaw() bool {
 // finish does for the writer's closes.
 func (c *socketConn) finishRaw() {
 	_ = c.ws.CloseNow()
-	c.mu.Lock()
-	if c.force != nil {
-		c.force.Stop()
-	}
-	c.mu.Unlock()
-	close(c.done)
+	c.closed()
 }

@@ -30,11 +30,12 @@ import "time"
 // tls.Conn, where the probe cannot see it).
 
 // waitReadable returns once the socket has input to read, or at once when waiting is not safe
-// or not supported. Errors are left to the read that follows; it reports false when the stream
-// can no longer be trusted (a pong read in part: see takePong), and the read loop ends.
-func (c *socketConn) waitReadable() bool {
+// or not supported. Errors are left to the read that follows; ok is false when the stream can
+// no longer be trusted (a frame read or written in part), and closedRaw true once a close whose
+// frame was written directly has ended its wait (closeRaw): either way the read loop ends.
+func (c *socketConn) waitReadable() (ok, closedRaw bool) {
 	if c.rc == nil || c.br == nil {
-		return true
+		return true, false
 	}
 	c.mu.Lock()
 	// c.mu orders this against the close: coder/websocket reads c.br from another goroutine only
@@ -43,7 +44,7 @@ func (c *socketConn) waitReadable() bool {
 	c.parked = !skip
 	c.mu.Unlock()
 	if skip {
-		return true
+		return true, false // a close written directly needs a parked read loop: not this one
 	}
 	_ = c.rc.Read(c.pollFn)
 	c.mu.Lock()
@@ -53,9 +54,9 @@ func (c *socketConn) waitReadable() bool {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
 	c.resetLowatLocked()
-	ok := !c.desynced
+	ok, closedRaw = !c.desynced, c.rawClose
 	c.mu.Unlock()
-	return ok
+	return ok, closedRaw
 }
 
 // inputBuffered reports whether input waits in memory (the read buffer, or bytes the sweeper
