@@ -22,13 +22,8 @@ base=${2:-a149102}
 clients=${3:-19000}
 scenarios=${4:-pings envelopes}
 cd "$(dirname "$0")/.."
-out=$(mktemp -d /tmp/sessiongate-heartbeat.XXXX)
-go build -o "$out/gateway-head" ./cmd/gateway
-go build -o "$out/loadtest" ./cmd/loadtest
-git worktree add -q --detach "$out/base" "$base"
-(cd "$out/base" && go build -o "$out/gateway-base" ./cmd/gateway)
-git worktree remove --force "$out/base"
-echo "builds in $out (head $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes'), base $base)"
+. bench/builds.sh
+build_ab heartbeat "$base"
 
 gw=
 stop() { [ -n "$gw" ] && kill "$gw" 2>/dev/null; wait "$gw" 2>/dev/null || true; gw=; }

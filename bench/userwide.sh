@@ -17,13 +17,8 @@ runs=${1:-3}
 base=${2:-8dd3265}
 clients=${3:-10000}
 cd "$(dirname "$0")/.."
-out=$(mktemp -d /tmp/sessiongate-userwide.XXXX)
-go build -o "$out/gateway-head" ./cmd/gateway
-go build -o "$out/loadtest" ./cmd/loadtest
-git worktree add -q --detach "$out/base" "$base"
-(cd "$out/base" && go build -o "$out/gateway-base" ./cmd/gateway)
-git worktree remove --force "$out/base"
-echo "builds in $out (head $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes'), base $base)"
+. bench/builds.sh
+build_ab userwide "$base"
 
 keys="--encryption-key=userwide-session-key --refresh-encryption-key=userwide-refresh-key --http-key=userwide-http-key"
 pids=()
