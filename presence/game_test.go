@@ -156,25 +156,10 @@ func TestGameSessions(t *testing.T) {
 			t.Parallel()
 			gs, ctx, u := s.games(t), context.Background(), uuid.NewString()
 			a := create(t, gs, newGame(u, "g", "EUR", "c-"+u), time.Hour)
-			var ok, conflict atomic.Int64
-			var wg sync.WaitGroup
-			for i := range 50 {
-				wg.Go(func() {
-					_, err := gs.WriteData(ctx, a.ID, []byte(`{"w":`+itoa(i)+`}`), 1, time.Hour)
-					switch {
-					case err == nil:
-						ok.Add(1)
-					case errors.Is(err, presence.ErrVersionConflict):
-						conflict.Add(1)
-					default:
-						t.Error(err)
-					}
-				})
-			}
-			wg.Wait()
-			if ok.Load() != 1 || conflict.Load() != 49 {
-				t.Errorf("%d writes won and %d conflicted, want 1 and 49", ok.Load(), conflict.Load())
-			}
+			oneWins(t, 50, presence.ErrVersionConflict, func(i int) error {
+				_, err := gs.WriteData(ctx, a.ID, []byte(`{"w":`+itoa(i)+`}`), 1, time.Hour)
+				return err
+			})
 		})
 		t.Run("concurrent creates", func(t *testing.T) {
 			t.Parallel()

@@ -169,24 +169,7 @@ func TestPlaySessions(t *testing.T) {
 		t.Run("concurrent initiates", func(t *testing.T) {
 			t.Parallel()
 			ps, ctx, u := s.play(t), context.Background(), uuid.NewString()
-			var ok, busy atomic.Int64
-			var wg sync.WaitGroup
-			for range 100 {
-				wg.Go(func() {
-					switch err := ps.Initiate(ctx, u, time.Minute); {
-					case err == nil:
-						ok.Add(1)
-					case errors.Is(err, presence.ErrAlreadyInGame):
-						busy.Add(1)
-					default:
-						t.Error(err)
-					}
-				})
-			}
-			wg.Wait()
-			if ok.Load() != 1 || busy.Load() != 99 {
-				t.Errorf("%d successes and %d ALREADY_IN_GAME, want 1 and 99", ok.Load(), busy.Load())
-			}
+			oneWins(t, 100, presence.ErrAlreadyInGame, func(int) error { return ps.Initiate(ctx, u, time.Minute) })
 		})
 		t.Run("concurrent expirers", func(t *testing.T) {
 			t.Parallel()
@@ -244,5 +227,29 @@ func wantErr(t *testing.T, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
 		t.Fatalf("error %v, want %v", err, want)
+	}
+}
+
+// oneWins makes n calls at once and checks that exactly one succeeds and that every other
+// fails with lose.
+func oneWins(t *testing.T, n int, lose error, call func(i int) error) {
+	t.Helper()
+	var won, lost atomic.Int64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			switch err := call(i); {
+			case err == nil:
+				won.Add(1)
+			case errors.Is(err, lose):
+				lost.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 || lost.Load() != int64(n-1) {
+		t.Errorf("%d calls succeeded and %d failed with %v, want 1 and %d", won.Load(), lost.Load(), lose, n-1)
 	}
 }
