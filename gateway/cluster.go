@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -103,9 +104,10 @@ type cluster struct {
 
 	// Casts (presence events, single-socket replacements) go through one queue and one sender,
 	// so that each node receives this node's events in the order they happened.
-	castMu  sync.Mutex
-	stopped bool // set under castMu when castQ is closed
-	castQ   chan castItem
+	castMu   sync.Mutex
+	stopped  bool          // set under castMu when the node stops; nothing is queued after
+	castQ    []castItem    // queued casts, oldest first, at most castQueueSize
+	castWake chan struct{} // holds a token while castQ has casts or stopped is set
 
 	bg sync.WaitGroup // the exchange's Run, started by start
 }
@@ -118,7 +120,9 @@ type castItem struct {
 }
 
 // castQueueSize bounds the casts waiting to be sent; beyond it they are dropped and counted.
-const castQueueSize = 8192
+// The queue takes memory only while it holds casts; a mass disconnect of status sockets queues
+// one leave per socket faster than any sender drains them, so it is sized for a node's bursts.
+const castQueueSize = 65536
 
 // newNodeID names a node whose config names none.
 func newNodeID() string {
@@ -130,7 +134,7 @@ func newNodeID() string {
 func newCluster(s *Server, cs *ClusterStores) {
 	cfg := s.cfg
 	c := &cluster{s: s, node: cfg.NodeID, started: time.Now().UTC(), seen: make(map[string]time.Time),
-		every: cfg.NodeTTL / 4, liveness: cfg.NodeTTL * 3 / 4, castQ: make(chan castItem, castQueueSize)}
+		every: cfg.NodeTTL / 4, liveness: cfg.NodeTTL * 3 / 4, castWake: make(chan struct{}, 1)}
 	if cs == nil {
 		c.bus = hub.NewMemoryNetwork().Bus(c.node)
 		c.nodes = hub.NewMemoryRegistry(c.liveness)
@@ -196,7 +200,7 @@ func (c *cluster) run(ctx context.Context) {
 			t.Stop()
 			c.castMu.Lock()
 			c.stopped = true
-			close(c.castQ)
+			c.wakeSender()
 			c.castMu.Unlock()
 			<-sender
 			c.bg.Wait()
@@ -373,32 +377,105 @@ func (c *cluster) castOthers(op string, body any) {
 	if c.stopped {
 		return
 	}
-	select {
-	case c.castQ <- castItem{op: op, body: body, nodes: others}:
-	default:
+	if len(c.castQ) >= castQueueSize {
 		c.metrics.calls.WithLabelValues(op, "dropped").Add(float64(len(others)))
 		c.s.log.Warn().Str("op", op).Msg("cluster cast queue full; cast dropped")
+		return
+	}
+	c.castQ = append(c.castQ, castItem{op: op, body: body, nodes: others})
+	c.wakeSender()
+}
+
+// wakeSender leaves the sender a token, unless one waits already. c.castMu must be held.
+func (c *cluster) wakeSender() {
+	select {
+	case c.castWake <- struct{}{}:
+	default:
 	}
 }
 
-// sendCasts sends the queued casts in order until the queue is closed; each cast goes to its
-// nodes in parallel, and the next starts when it has reached them all.
+// takeCasts waits for queued casts and takes them all, oldest first, reusing spare's array
+// for the queue that follows. It returns nil once the node stops and nothing is left to send.
+func (c *cluster) takeCasts(spare []castItem) []castItem {
+	for {
+		<-c.castWake
+		c.castMu.Lock()
+		q := c.castQ
+		if len(q) > 0 {
+			c.castQ = spare[:0]
+		}
+		stopped := c.stopped
+		if stopped {
+			c.wakeSender() // the stop stays seen once the rest is sent
+		}
+		c.castMu.Unlock()
+		switch {
+		case len(q) > 0:
+			return q
+		case stopped:
+			return nil
+		}
+	}
+}
+
+// maxCastBatch bounds the casts sent to a node in one message (hub.Exchange.CastBatch).
+const maxCastBatch = 512
+
+// sendCasts sends the queued casts in order until the node stops. It takes everything queued
+// at once and sends it in batches of up to maxCastBatch: one message per node (each node gets
+// the casts that name it, in queue order), to the nodes in parallel, the next batch once this
+// one has reached them all. One publish per cast kept up with a few thousand a second, and a
+// mass disconnect's presence leaves overflowed the queue.
 func (c *cluster) sendCasts() {
 	var wg sync.WaitGroup
-	for it := range c.castQ {
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ClusterTimeout)
-		for _, n := range it.nodes {
-			wg.Go(func() {
-				err := c.x.Cast(ctx, n, it.op, it.body)
-				c.metrics.observe(it.op, err)
-				if err != nil {
-					c.s.log.Debug().Err(err).Str("op", it.op).Msg("cluster cast failed")
-				}
-			})
+	var spare []castItem
+	perNode := map[string][]hub.Cast{}
+	for {
+		q := c.takeCasts(spare)
+		if q == nil {
+			return
 		}
-		wg.Wait()
-		cancel()
+		for rest := q; len(rest) > 0; {
+			batch := rest[:min(len(rest), maxCastBatch)]
+			rest = rest[len(batch):]
+			c.sendBatch(&wg, batch, perNode)
+		}
+		spare = nil
+		if cap(q) <= 4*maxCastBatch {
+			spare = q // a burst's large array goes back to the heap
+		}
 	}
+}
+
+// sendBatch sends one batch of casts, each node its share in one message, and waits for them.
+func (c *cluster) sendBatch(wg *sync.WaitGroup, batch []castItem, perNode map[string][]hub.Cast) {
+	for _, it := range batch {
+		body, err := json.Marshal(it.body)
+		if err != nil {
+			c.metrics.observe(it.op, err)
+			c.s.log.Error().Err(err).Str("op", it.op).Msg("cluster cast not encodable; dropped")
+			continue
+		}
+		for _, n := range it.nodes {
+			perNode[n] = append(perNode[n], hub.Cast{Op: it.op, Body: body})
+		}
+	}
+	clear(batch) // the spare array must not keep the bodies alive
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ClusterTimeout)
+	defer cancel()
+	for n, casts := range perNode {
+		wg.Go(func() {
+			err := c.x.CastBatch(ctx, n, casts)
+			for _, cs := range casts {
+				c.metrics.observe(cs.Op, err)
+			}
+			if err != nil {
+				c.s.log.Debug().Err(err).Int("casts", len(casts)).Msg("cluster casts failed")
+			}
+		})
+	}
+	wg.Wait()
+	clear(perNode)
 }
 
 // localLast lists the ops whose part on this node runs only once the other nodes have

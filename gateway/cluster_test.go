@@ -141,6 +141,40 @@ func TestCluster(t *testing.T) {
 	runClusterSuite(t, singleRedis(srv.Addr()))
 }
 
+// A burst of presence events larger than the cast queue (a mass disconnect of status sockets)
+// reaches the other node whole: the sender batches what is queued (hub.Exchange.CastBatch), so
+// none is dropped; one publish per cast fell behind and dropped thousands. Afterwards a real
+// status event still crosses.
+func TestClusterCastBurst(t *testing.T) {
+	srv := redisproc.ForTest(t)
+	nodes := startNodes(t, singleRedis(srv.Addr()), 2, nil)
+	const burst = 20000 // castQueueSize is 8,192
+	nodes[0].srv.CastPresenceBurst("00000000-0000-4000-8000-00000000b00b", burst)
+	want := `sessiongate_cluster_calls_total{op="presence",outcome="ok"} ` + strconv.Itoa(burst)
+	var body string
+	deadline := time.Now().Add(20 * time.Second)
+	for body = scrape(t, nodes[0]); !containsLine(body, want) && time.Now().Before(deadline); body = scrape(t, nodes[0]) {
+		if strings.Contains(body, `op="presence",outcome="dropped"`) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !containsLine(body, want) {
+		t.Fatalf("want %s; node n0 counted:\n%s", want, grepLines(body, `op="presence"`))
+	}
+
+	follower := statusSocket(t, nodes[1], "device-burst-follower", false)
+	target := newClusterUser(t, nodes[0], "device-burst-target")
+	sendText(t, follower.c, `{"cid":"f","status_follow":{"user_ids":["`+target.id+`"]}}`)
+	wantJSON(t, readJSON(t, follower.c), `{"cid":"f","status":{}}`)
+	nodes[0].dialStatus(t, target.token, true)
+	tsid := sessionOn(t, nodes[0], target.id)
+	raw, _ := json.Marshal(readJSON(t, follower.c))
+	if !strings.Contains(string(raw), `"joins"`) || !strings.Contains(string(raw), tsid) {
+		t.Fatalf("got %s, want the target's join", raw)
+	}
+}
+
 func TestRedisCluster(t *testing.T) {
 	c := redisproc.ClusterForTest(t, 3)
 	runClusterSuite(t, redisCluster(c.Addrs()))

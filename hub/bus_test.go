@@ -167,6 +167,28 @@ func TestExchange(t *testing.T) {
 			if err := a.Cast(ctx, "gone", "cast", nil); !errors.Is(err, ErrUnreachable) {
 				t.Errorf("cast to a node without an inbox: %v", err)
 			}
+
+			// A batch runs on its node in its order, each cast as if sent alone; an unknown
+			// op in it does not stop the rest. To this node it runs before CastBatch returns.
+			batch := []Cast{{Op: "cast", Body: json.RawMessage(`1`)}, {Op: "nope"}, {Op: "cast", Body: json.RawMessage(`{"n":2}`)}}
+			for _, n := range []string{"b", "a"} {
+				if err := a.CastBatch(ctx, n, batch); err != nil {
+					t.Fatal(err)
+				}
+				for _, want := range []string{n + "<-a:1", n + `<-a:{"n":2}`} {
+					select {
+					case got := <-casts:
+						if got != want {
+							t.Errorf("batch cast on %s = %s, want %s", n, got, want)
+						}
+					case <-time.After(5 * time.Second):
+						t.Fatalf("batch cast %s not delivered", want)
+					}
+				}
+			}
+			if err := a.CastBatch(ctx, "gone", batch); !errors.Is(err, ErrUnreachable) {
+				t.Errorf("batch to a node without an inbox: %v", err)
+			}
 		})
 	}
 }
