@@ -73,6 +73,9 @@ func RedisStores(client redis.UniversalClient, prefix string, o RedisOptions) St
 type nodeCleaner interface {
 	RemoveNode(ctx context.Context, node string) (int, error)
 	Republish(ctx context.Context) error
+	// Pending and Flush: this node's presence changes that Redis has not taken yet.
+	Pending() int
+	Flush(ctx context.Context) error
 }
 
 // cluster is a Server's membership of the cluster.
@@ -108,6 +111,7 @@ type cluster struct {
 	stopped  bool          // set under castMu when the node stops; nothing is queued after
 	castQ    []castItem    // queued casts, oldest first, at most castQueueSize
 	castWake chan struct{} // holds a token while castQ has casts or stopped is set
+	castStop chan struct{} // closed when the node stops: casts are no longer retried
 
 	bg sync.WaitGroup // the exchange's Run, started by start
 }
@@ -134,7 +138,7 @@ func newNodeID() string {
 func newCluster(s *Server, cs *ClusterStores) {
 	cfg := s.cfg
 	c := &cluster{s: s, node: cfg.NodeID, started: time.Now().UTC(), seen: make(map[string]time.Time),
-		every: cfg.NodeTTL / 4, liveness: cfg.NodeTTL * 3 / 4, castWake: make(chan struct{}, 1)}
+		every: cfg.NodeTTL / 4, liveness: cfg.NodeTTL * 3 / 4, castWake: make(chan struct{}, 1), castStop: make(chan struct{})}
 	if cs == nil {
 		c.bus = hub.NewMemoryNetwork().Bus(c.node)
 		c.nodes = hub.NewMemoryRegistry(c.liveness)
@@ -202,6 +206,7 @@ func (c *cluster) run(ctx context.Context) {
 			c.stopped = true
 			c.wakeSender()
 			c.castMu.Unlock()
+			close(c.castStop)
 			<-sender
 			c.bg.Wait()
 			c.leave()
@@ -210,6 +215,14 @@ func (c *cluster) run(ctx context.Context) {
 		}
 		c.heartbeat(ctx)
 		c.expire(ctx)
+		if c.cleaner != nil && c.cleaner.Pending() > 0 {
+			// Presence changes Redis could not take; written as soon as it takes them again.
+			fctx, cancel := context.WithTimeout(ctx, c.every)
+			if err := c.cleaner.Flush(fctx); err != nil {
+				c.s.log.Debug().Err(err).Msg("pending presences not written yet")
+			}
+			cancel()
+		}
 		if g := c.bus.Generation(); g != gen {
 			// The bus resubscribed: Redis may have restarted empty.
 			first := gen == 0
@@ -461,11 +474,9 @@ func (c *cluster) sendBatch(wg *sync.WaitGroup, batch []castItem, perNode map[st
 		}
 	}
 	clear(batch) // the spare array must not keep the bodies alive
-	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ClusterTimeout)
-	defer cancel()
 	for n, casts := range perNode {
 		wg.Go(func() {
-			err := c.x.CastBatch(ctx, n, casts)
+			err := c.castTo(n, casts)
 			for _, cs := range casts {
 				c.metrics.observe(cs.Op, err)
 			}
@@ -476,6 +487,55 @@ func (c *cluster) sendBatch(wg *sync.WaitGroup, batch []castItem, perNode map[st
 	}
 	wg.Wait()
 	clear(perNode)
+}
+
+// Backoff of a batch of casts that did not reach its node.
+const (
+	castRetryMin = 50 * time.Millisecond
+	castRetryMax = time.Second
+)
+
+// castTo sends a batch of casts to node n. While this node cannot reach Redis (its own bus is
+// down), it retries until Redis is back, the node stops, or n is no longer a live node: the
+// events of an outage reach the other nodes late and in order instead of not at all; the
+// casts queued meanwhile wait behind (the queue bound still holds). A node that has no inbox
+// while this one is fine is given one heartbeat period to resubscribe.
+func (c *cluster) castTo(n string, casts []hub.Cast) error {
+	var inboxGone time.Time // since when n has had no inbox while this node's bus was up
+	for backoff := castRetryMin; ; backoff = min(2*backoff, castRetryMax) {
+		select {
+		case <-c.castStop:
+			if err := c.x.Ready(); err != nil {
+				// Stopping with the bus down: what is left is not tried, one timeout each.
+				return &hub.NodeError{Node: n, Err: err}
+			}
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ClusterTimeout)
+		err := c.x.CastBatch(ctx, n, casts)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, hub.ErrUnreachable) && c.x.Ready() == nil {
+			if inboxGone.IsZero() {
+				inboxGone = time.Now()
+			}
+			if time.Since(inboxGone) >= c.every {
+				return err
+			}
+		} else {
+			inboxGone = time.Time{}
+		}
+		if !slices.Contains(c.others(), n) {
+			return err
+		}
+		select {
+		case <-c.castStop:
+			return err
+		case <-time.After(backoff):
+		}
+	}
 }
 
 // localLast lists the ops whose part on this node runs only once the other nodes have

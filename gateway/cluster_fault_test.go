@@ -72,11 +72,29 @@ func TestClusterRedisRestart(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the presence", presenceListed)
 
+	// A follower on n1 of a status socket on n0, whose status changes during the outage.
+	follower := statusSocket(t, nodes[1], "device-cluster-restart-follower", false)
+	target := newClusterUser(t, nodes[0], "device-cluster-restart-target")
+	sendText(t, follower.c, `{"cid":"f","status_follow":{"user_ids":["`+target.id+`"]}}`)
+	wantJSON(t, readJSON(t, follower.c), `{"cid":"f","status":{}}`)
+	tc := nodes[0].dialStatus(t, target.token, true)
+	if raw, _ := json.Marshal(readJSON(t, follower.c)); !strings.Contains(string(raw), `"joins"`) {
+		t.Fatalf("got %s, want the target's join", raw)
+	}
+
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range nodes {
 		waitFor(t, 5*time.Second, "/readyz red", func() bool { return s.tryStatus("/readyz") == http.StatusServiceUnavailable })
+	}
+	// The update stands on n0 (its own socket sees it, the reply is no error) and reaches
+	// the follower on n1 once Redis is back.
+	sendText(t, tc, `{"cid":"u","status_update":{"status":"away"}}`)
+	for m := readJSON(t, tc); m["cid"] != "u"; m = readJSON(t, tc) {
+		if m["error"] != nil {
+			t.Fatalf("status update during the outage: %v", m)
+		}
 	}
 	r := nodes[2].serverCall(t, http.MethodPost, "/v2/server/sessions/"+sid+"/disconnect", "")
 	wantErrorPrefix(t, r, 503, 14, "Session disconnect not confirmed")
@@ -89,6 +107,9 @@ func TestClusterRedisRestart(t *testing.T) {
 		waitFor(t, 5*time.Second, "/readyz green", func() bool { return s.tryStatus("/readyz") == http.StatusOK })
 	}
 	wantPong(t, ws, "after-outage")
+	if raw, _ := json.Marshal(readJSON(t, follower.c)); !strings.Contains(string(raw), `"status":"away"`) {
+		t.Fatalf("follower after the outage got %s, want the update made during it", raw)
+	}
 	// The registry was lost with Redis; the nodes are back in it within a heartbeat.
 	waitNodes(t, nodes, 3)
 	r = nodes[2].serverCall(t, http.MethodPost, "/v2/server/sessions/"+sid+"/disconnect", `{"reason":"after restart"}`)

@@ -36,6 +36,15 @@ func newClusterMetrics(reg *prometheus.Registry, c *cluster) *clusterMetrics {
 			return 1
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sessiongate_presence_pending_writes",
+			Help: "This node's presence changes that Redis has not taken yet (it was unreachable); written once it is back.",
+		}, func() float64 {
+			if c.cleaner == nil {
+				return 0
+			}
+			return float64(c.cleaner.Pending())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sessiongate_cluster_nodes",
 			Help: "Other live nodes this node knows of.",
 		}, func() float64 { return float64(len(c.others())) }),

@@ -41,6 +41,10 @@ type EventFunc func(Event)
 // caller does not make concurrent calls for the same session (the gateway calls from the
 // session's own goroutines, one at a time).
 type Tracker interface {
+	// Join, Update and Leave change the session's presence on its own node; a change a shared
+	// store cannot take at the moment still stands there and emits its event (the store is
+	// brought in line later, see Redis), so their errors are about the input.
+	//
 	// Join makes the session appear online with p's status, unless it already does: then
 	// nothing changes and Join reports false. p.Node defaults to the tracker's node.
 	Join(ctx context.Context, p Presence) (bool, error)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -32,7 +34,10 @@ type RedisConfig struct {
 //	P presence:node:{<node id>}  set: "<user id> <session id>" of the node's presences
 //
 // Each presence change is one atomic command or script on the user's hash; the node index is
-// updated right after it. RemoveNode (run by the node that expired a dead node from the
+// updated right after it. The node's own mirror is the truth about its sessions: when Redis
+// cannot take a change (it is down), the change stands on this node, its event is emitted as
+// usual (followers here see it at once, the other nodes once the cluster bus carries it), and
+// the write waits in a pending set that Flush (and Republish) writes once Redis is back. RemoveNode (run by the node that expired a dead node from the
 // registry, and by a node starting under an id that ran before) walks the dead node's index
 // and removes each presence that still names that node, emitting its leave.
 type Redis struct {
@@ -42,6 +47,17 @@ type Redis struct {
 	onEvent EventFunc
 	local   *Memory // this node's presences and follows
 	nodeKey string
+
+	// pending holds, per session id, this node's presence writes that Redis did not take (it
+	// was unreachable): the session's latest state, written by Flush.
+	pendMu  sync.Mutex
+	pending map[string]pendingWrite
+}
+
+// pendingWrite is a session's presence as Redis still has to learn it: p stored, or removed.
+type pendingWrite struct {
+	p    Presence
+	gone bool
 }
 
 var _ Tracker = (*Redis)(nil)
@@ -52,7 +68,7 @@ func NewRedis(client redis.UniversalClient, cfg RedisConfig) *Redis {
 		cfg.Prefix = "sessiongate:"
 	}
 	r := &Redis{client: client, node: cfg.Node, prefix: cfg.Prefix, onEvent: cfg.OnEvent,
-		local: NewMemory(MemoryConfig{Node: cfg.Node})}
+		local: NewMemory(MemoryConfig{Node: cfg.Node}), pending: make(map[string]pendingWrite)}
 	r.nodeKey = r.nodeIndexKey(cfg.Node)
 	return r
 }
@@ -108,12 +124,74 @@ func (r *Redis) Join(ctx context.Context, p Presence) (bool, error) {
 		pl.SAdd(ctx, r.nodeKey, indexMember(p.UserID, p.SessionID))
 		return nil
 	})
-	if err != nil {
-		// The presence stays in this node's mirror: Republish writes it once Redis is back.
-		return false, fmt.Errorf("failed to store presence: %w", err)
-	}
+	r.settle(p, false, err)
 	r.emit(Event{UserID: p.UserID, Joins: []Presence{p}})
 	return true, nil
+}
+
+// settle records the outcome of writing p (or its removal, gone) to Redis: a failed write
+// becomes the session's pending write, a successful one clears any older pending write.
+func (r *Redis) settle(p Presence, gone bool, err error) {
+	r.pendMu.Lock()
+	if err != nil {
+		r.pending[p.SessionID] = pendingWrite{p: p, gone: gone}
+	} else {
+		delete(r.pending, p.SessionID)
+	}
+	r.pendMu.Unlock()
+}
+
+// localPresence returns this node's presence of the session, if it has one.
+func (r *Redis) localPresence(userID, sessionID string) (Presence, bool) {
+	var buf [4]Presence
+	ps, _ := r.local.List(context.Background(), []string{userID}, buf[:0])
+	if i := find(ps, sessionID); i >= 0 {
+		return ps[i], true
+	}
+	return Presence{}, false
+}
+
+// Pending reports how many sessions' presence writes wait for Redis (Flush).
+func (r *Redis) Pending() int {
+	r.pendMu.Lock()
+	defer r.pendMu.Unlock()
+	return len(r.pending)
+}
+
+// Flush writes the pending presence writes to Redis, in one round trip; it returns the error
+// that left them pending. A write that a newer change of the same session overtook meanwhile
+// stays for that change to settle.
+func (r *Redis) Flush(ctx context.Context) error {
+	r.pendMu.Lock()
+	ops := maps.Clone(r.pending)
+	r.pendMu.Unlock()
+	if len(ops) == 0 {
+		return nil
+	}
+	_, err := r.client.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for sid, op := range ops {
+			// The session lives on this node, so its hash field is this node's to set or delete.
+			if op.gone {
+				pl.HDel(ctx, r.userKey(op.p.UserID), sid)
+				pl.SRem(ctx, r.nodeKey, indexMember(op.p.UserID, sid))
+			} else {
+				pl.HSet(ctx, r.userKey(op.p.UserID), sid, encodePresence(op.p))
+				pl.SAdd(ctx, r.nodeKey, indexMember(op.p.UserID, sid))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("failed to write %d pending presences: %w", len(ops), err)
+	}
+	r.pendMu.Lock()
+	for sid, op := range ops {
+		if r.pending[sid] == op {
+			delete(r.pending, sid)
+		}
+	}
+	r.pendMu.Unlock()
+	return nil
 }
 
 // updateScript: KEYS user hash; ARGV session id, presence JSON. Returns the previous JSON.
@@ -129,18 +207,22 @@ func (r *Redis) Update(ctx context.Context, p Presence) error {
 		return err
 	}
 	p.Node = r.node
+	prev, hadPrev := r.localPresence(p.UserID, p.SessionID)
 	if err := r.local.Update(ctx, p); err != nil {
 		return err
 	}
 	old, err := updateScript.Run(ctx, r.client, []string{r.userKey(p.UserID)}, p.SessionID, encodePresence(p)).Text()
-	if err != nil && err != redis.Nil {
-		return fmt.Errorf("failed to store presence: %w", err)
+	if err == redis.Nil {
+		err = nil
 	}
-	if err := r.client.SAdd(ctx, r.nodeKey, indexMember(p.UserID, p.SessionID)).Err(); err != nil {
-		return fmt.Errorf("failed to index presence: %w", err)
+	if err == nil {
+		err = r.client.SAdd(ctx, r.nodeKey, indexMember(p.UserID, p.SessionID)).Err()
 	}
+	r.settle(p, false, err)
 	e := Event{UserID: p.UserID, Joins: []Presence{p}}
-	if prev, ok := decodePresence(old); ok {
+	if stored, ok := decodePresence(old); ok && err == nil {
+		e.Leaves = []Presence{stored}
+	} else if hadPrev {
 		e.Leaves = []Presence{prev}
 	}
 	r.emit(e)
@@ -160,15 +242,33 @@ return v
 // Leave implements Tracker. A session that never appeared online on this node costs no Redis
 // call.
 func (r *Redis) Leave(ctx context.Context, userID, sessionID string) (bool, error) {
+	mine, _ := r.localPresence(userID, sessionID)
 	ok, err := r.local.Leave(ctx, userID, sessionID)
 	if err != nil || !ok {
 		return ok, err
 	}
-	return r.remove(ctx, r.node, userID, sessionID)
+	// The leave is this node's presence as its mirror had it: Redis may lack it (its join is
+	// still pending) or hold an older status (an update is).
+	_, _, err = r.unstore(ctx, r.node, userID, sessionID)
+	r.settle(mine, true, err)
+	r.emit(Event{UserID: userID, Leaves: []Presence{mine}})
+	return true, nil
 }
 
 // remove deletes one presence of node from Redis and emits its leave.
 func (r *Redis) remove(ctx context.Context, node, userID, sessionID string) (bool, error) {
+	p, ok, err := r.unstore(ctx, node, userID, sessionID)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		r.emit(Event{UserID: userID, Leaves: []Presence{p}})
+	}
+	return ok, nil
+}
+
+// unstore deletes one presence of node from Redis and returns it, if Redis had it.
+func (r *Redis) unstore(ctx context.Context, node, userID, sessionID string) (Presence, bool, error) {
 	v, err := leaveScript.Run(ctx, r.client, []string{r.userKey(userID)}, sessionID, node).Text()
 	if err == redis.Nil {
 		err = nil
@@ -177,13 +277,10 @@ func (r *Redis) remove(ctx context.Context, node, userID, sessionID string) (boo
 		err = r.client.SRem(ctx, r.nodeIndexKey(node), indexMember(userID, sessionID)).Err()
 	}
 	if err != nil {
-		return false, fmt.Errorf("failed to remove presence: %w", err)
+		return Presence{}, false, fmt.Errorf("failed to remove presence: %w", err)
 	}
 	p, ok := decodePresence(v)
-	if ok {
-		r.emit(Event{UserID: userID, Leaves: []Presence{p}})
-	}
-	return ok, nil
+	return p, ok, nil
 }
 
 // List implements Tracker: the presences of the users on every node, one pipelined round trip.
@@ -241,10 +338,14 @@ func (r *Redis) RemoveNode(ctx context.Context, node string) (int, error) {
 }
 
 // Republish writes this node's presences to Redis again, after Redis restarted empty. It
-// restores only what is missing (a presence changed meanwhile is newer there) and emits no
-// events (followers saw them when they happened). A session that left while Republish ran is
+// writes the pending changes first (Flush), then restores only what is missing (a presence
+// changed meanwhile is newer there), and emits no events (followers saw them when they
+// happened). A session that left while Republish ran is
 // removed again, so no ghost is left behind.
 func (r *Redis) Republish(ctx context.Context) error {
+	if err := r.Flush(ctx); err != nil {
+		return err
+	}
 	all := r.snapshot()
 	if len(all) == 0 {
 		return nil

@@ -2,8 +2,11 @@ package presence_test
 
 import (
 	"context"
+	"errors"
+	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -140,19 +143,44 @@ func testRedisPresence(t *testing.T, client func() redis.UniversalClient, flush 
 	a.UnfollowAll("s9")
 }
 
-// A join while Redis is down fails but stays in the node's mirror, and Republish writes it
-// once Redis is back (empty).
-func TestRedisPresenceJoinDuringOutage(t *testing.T) {
+// Changes while Redis is down stand on the node: each emits its event as usual, and its write
+// waits (Pending) until Republish, once Redis is back (empty), writes the mirror's state.
+func TestRedisPresenceChangesDuringOutage(t *testing.T) {
 	srv := redisproc.ForTest(t)
 	cl := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { cl.Close() })
-	tr := presence.NewRedis(cl, presence.RedisConfig{Node: "n1", Prefix: "po:"})
+	rec := &recorder{}
+	tr := presence.NewRedis(cl, presence.RedisConfig{Node: "n1", Prefix: "po:", OnEvent: rec.on})
 	ctx := context.Background()
+	if _, err := tr.Join(ctx, p("u1", "s2", "")); err != nil {
+		t.Fatal(err)
+	}
+	rec.take()
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tr.Join(ctx, p("u1", "s1", "")); err == nil {
-		t.Fatal("join with Redis down did not fail")
+	if ok, err := tr.Join(ctx, p("u1", "s1", "")); !ok || err != nil {
+		t.Fatalf("join with Redis down: %v %v, want it to stand", ok, err)
+	}
+	if err := tr.Update(ctx, p("u1", "s1", "away")); err != nil {
+		t.Fatalf("update with Redis down: %v", err)
+	}
+	if ok, err := tr.Leave(ctx, "u1", "s2"); !ok || err != nil {
+		t.Fatalf("leave with Redis down: %v %v", ok, err)
+	}
+	want := []presence.Event{
+		{UserID: "u1", Joins: []presence.Presence{p("u1", "s1", "")}},
+		{UserID: "u1", Joins: []presence.Presence{p("u1", "s1", "away")}, Leaves: []presence.Presence{p("u1", "s1", "")}},
+		{UserID: "u1", Leaves: []presence.Presence{p("u1", "s2", "")}},
+	}
+	if got := rec.take(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("events with Redis down:\n got %+v\nwant %+v", got, want)
+	}
+	if n := tr.Pending(); n != 2 {
+		t.Fatalf("Pending = %d, want 2 (s1 stored, s2 removed)", n)
+	}
+	if err := tr.Flush(ctx); err == nil {
+		t.Fatal("Flush with Redis down did not fail")
 	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
@@ -161,13 +189,60 @@ func TestRedisPresenceJoinDuringOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := tr.List(ctx, []string{"u1"}, nil)
-	if err != nil || len(got) != 1 || got[0].SessionID != "s1" {
-		t.Fatalf("after republish List = %+v, %v", got, err)
+	if err != nil || len(got) != 1 || got[0] != p("u1", "s1", "away") || tr.Pending() != 0 {
+		t.Fatalf("after republish List = %+v, %v; %d pending", got, err, tr.Pending())
 	}
 	if ok, err := tr.Leave(ctx, "u1", "s1"); !ok || err != nil {
 		t.Fatalf("leave: %v %v", ok, err)
 	}
 	if got, _ := tr.List(ctx, []string{"u1"}, nil); len(got) != 0 {
 		t.Fatalf("after leave List = %+v", got)
+	}
+}
+
+// A Redis that kept its data through the node's loss of it (a network cut): Flush removes the
+// presence that left meanwhile and overwrites the status that changed, so no ghost or stale
+// status stays for the other nodes to list.
+func TestRedisPresenceFlushAfterCut(t *testing.T) {
+	srv := redisproc.ForTest(t)
+	var cut atomic.Bool
+	cl := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if cut.Load() {
+				return nil, errors.New("network cut (test)")
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}})
+	t.Cleanup(func() { cl.Close() })
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { admin.Close() })
+	tr := presence.NewRedis(cl, presence.RedisConfig{Node: "n1", Prefix: "pc:"})
+	other := presence.NewRedis(admin, presence.RedisConfig{Node: "n2", Prefix: "pc:"})
+	ctx := context.Background()
+	for _, sid := range []string{"s1", "s2"} {
+		if _, err := tr.Join(ctx, p("u1", sid, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut.Store(true)
+	if err := admin.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Leave(ctx, "u1", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Update(ctx, p("u1", "s1", "away")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := other.List(ctx, []string{"u1"}, nil); len(got) != 2 || tr.Pending() != 2 {
+		t.Fatalf("during the cut n2 lists %+v (want both, as Redis still has them), %d pending", got, tr.Pending())
+	}
+	cut.Store(false)
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := other.List(ctx, []string{"u1"}, nil); len(got) != 1 || got[0] != p("u1", "s1", "away") || tr.Pending() != 0 {
+		t.Fatalf("after Flush n2 lists %+v, %d pending", got, tr.Pending())
 	}
 }
