@@ -96,6 +96,9 @@ func TestClusterRedisRestart(t *testing.T) {
 			t.Fatalf("status update during the outage: %v", m)
 		}
 	}
+	if body := scrape(t, nodes[0]); !containsLine(body, "sessiongate_presence_pending_writes 1") {
+		t.Errorf("during the outage: %s, want the update pending", grepLines(body, "pending_writes"))
+	}
 	r := nodes[2].serverCall(t, http.MethodPost, "/v2/server/sessions/"+sid+"/disconnect", "")
 	wantErrorPrefix(t, r, 503, 14, "Session disconnect not confirmed")
 	wantPong(t, ws, "during-outage")
@@ -110,6 +113,9 @@ func TestClusterRedisRestart(t *testing.T) {
 	if raw, _ := json.Marshal(readJSON(t, follower.c)); !strings.Contains(string(raw), `"status":"away"`) {
 		t.Fatalf("follower after the outage got %s, want the update made during it", raw)
 	}
+	waitFor(t, 5*time.Second, "the pending update written", func() bool {
+		return containsLine(scrape(t, nodes[0]), "sessiongate_presence_pending_writes 0")
+	})
 	// The registry was lost with Redis; the nodes are back in it within a heartbeat.
 	waitNodes(t, nodes, 3)
 	r = nodes[2].serverCall(t, http.MethodPost, "/v2/server/sessions/"+sid+"/disconnect", `{"reason":"after restart"}`)
