@@ -512,7 +512,12 @@ func (c *cluster) castTo(n string, casts []hub.Cast) error {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ClusterTimeout)
-		err := c.x.CastBatch(ctx, n, casts)
+		var err error
+		if len(casts) == 1 {
+			err = c.x.Cast(ctx, n, casts[0].Op, casts[0].Body) // the message earlier builds read
+		} else {
+			err = c.x.CastBatch(ctx, n, casts)
+		}
 		cancel()
 		if err == nil {
 			return nil
