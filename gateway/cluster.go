@@ -215,8 +215,9 @@ func (c *cluster) run(ctx context.Context) {
 		}
 		c.heartbeat(ctx)
 		c.expire(ctx)
-		if c.cleaner != nil && c.cleaner.Pending() > 0 {
-			// Presence changes Redis could not take; written as soon as it takes them again.
+		if c.cleaner != nil && c.cleaner.Pending() > 0 && c.x.Ready() == nil {
+			// Presence changes Redis could not take; written once it is back (the bus is up
+			// again: a Flush holds this node's presence writes while it runs).
 			fctx, cancel := context.WithTimeout(ctx, c.every)
 			if err := c.cleaner.Flush(fctx); err != nil {
 				c.s.log.Debug().Err(err).Msg("pending presences not written yet")

@@ -37,9 +37,10 @@ type RedisConfig struct {
 // updated right after it. The node's own mirror is the truth about its sessions: when Redis
 // cannot take a change (it is down), the change stands on this node, its event is emitted as
 // usual (followers here see it at once, the other nodes once the cluster bus carries it), and
-// the write waits in a pending set that Flush (and Republish) writes once Redis is back. RemoveNode (run by the node that expired a dead node from the
-// registry, and by a node starting under an id that ran before) walks the dead node's index
-// and removes each presence that still names that node, emitting its leave.
+// the write waits in a pending set that Flush (and Republish) writes once Redis is back.
+// RemoveNode (run by the node that expired a dead node from the registry, and by a node
+// starting under an id that ran before) walks the dead node's index and removes each presence
+// that still names that node, emitting its leave.
 type Redis struct {
 	client  redis.UniversalClient
 	node    string
@@ -52,6 +53,9 @@ type Redis struct {
 	// was unreachable): the session's latest state, written by Flush.
 	pendMu  sync.Mutex
 	pending map[string]pendingWrite
+	// flushMu: the live writes to Redis share it and Flush holds it alone, so that a pending
+	// write cannot land after a newer change of the same session (a ghost of a session gone).
+	flushMu sync.RWMutex
 }
 
 // pendingWrite is a session's presence as Redis still has to learn it: p stored, or removed.
@@ -119,12 +123,14 @@ func (r *Redis) Join(ctx context.Context, p Presence) (bool, error) {
 	// pipeline, not a transaction; RemoveNode tolerates an index entry without a presence).
 	// The join is new (the mirror said so): a session id lives on one node, so an entry
 	// already in Redis can only be this node's own Republish racing this Join.
+	r.flushMu.RLock()
 	_, err = r.client.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		pl.HSetNX(ctx, r.userKey(p.UserID), p.SessionID, encodePresence(p))
 		pl.SAdd(ctx, r.nodeKey, indexMember(p.UserID, p.SessionID))
 		return nil
 	})
 	r.settle(p, false, err)
+	r.flushMu.RUnlock()
 	r.emit(Event{UserID: p.UserID, Joins: []Presence{p}})
 	return true, nil
 }
@@ -159,9 +165,11 @@ func (r *Redis) Pending() int {
 }
 
 // Flush writes the pending presence writes to Redis, in one round trip; it returns the error
-// that left them pending. A write that a newer change of the same session overtook meanwhile
-// stays for that change to settle.
+// that left them pending. The live writes wait for it (flushMu), so none of them is undone by
+// an older pending one.
 func (r *Redis) Flush(ctx context.Context) error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	r.pendMu.Lock()
 	ops := maps.Clone(r.pending)
 	r.pendMu.Unlock()
@@ -185,10 +193,8 @@ func (r *Redis) Flush(ctx context.Context) error {
 		return fmt.Errorf("failed to write %d pending presences: %w", len(ops), err)
 	}
 	r.pendMu.Lock()
-	for sid, op := range ops {
-		if r.pending[sid] == op {
-			delete(r.pending, sid)
-		}
+	for sid := range ops {
+		delete(r.pending, sid)
 	}
 	r.pendMu.Unlock()
 	return nil
@@ -211,6 +217,7 @@ func (r *Redis) Update(ctx context.Context, p Presence) error {
 	if err := r.local.Update(ctx, p); err != nil {
 		return err
 	}
+	r.flushMu.RLock()
 	old, err := updateScript.Run(ctx, r.client, []string{r.userKey(p.UserID)}, p.SessionID, encodePresence(p)).Text()
 	if err == redis.Nil {
 		err = nil
@@ -219,6 +226,7 @@ func (r *Redis) Update(ctx context.Context, p Presence) error {
 		err = r.client.SAdd(ctx, r.nodeKey, indexMember(p.UserID, p.SessionID)).Err()
 	}
 	r.settle(p, false, err)
+	r.flushMu.RUnlock()
 	e := Event{UserID: p.UserID, Joins: []Presence{p}}
 	if stored, ok := decodePresence(old); ok && err == nil {
 		e.Leaves = []Presence{stored}
@@ -249,8 +257,10 @@ func (r *Redis) Leave(ctx context.Context, userID, sessionID string) (bool, erro
 	}
 	// The leave is this node's presence as its mirror had it: Redis may lack it (its join is
 	// still pending) or hold an older status (an update is).
+	r.flushMu.RLock()
 	_, _, err = r.unstore(ctx, r.node, userID, sessionID)
 	r.settle(mine, true, err)
+	r.flushMu.RUnlock()
 	r.emit(Event{UserID: userID, Leaves: []Presence{mine}})
 	return true, nil
 }
