@@ -33,6 +33,8 @@ type ClusterStores struct {
 	// Presence returns the node's presence tracker, which calls onEvent for the events of
 	// this node's changes.
 	Presence func(node string, onEvent presence.EventFunc) presence.Tracker
+	// ConsoleSessions keep the console's logins for every node; nil keeps each node's own.
+	ConsoleSessions ConsoleSessions
 }
 
 // RedisOptions tunes the Redis stores; zero fields take the defaults of the stores.
@@ -63,6 +65,7 @@ func RedisStores(client redis.UniversalClient, prefix string, o RedisOptions) St
 			Presence: func(node string, onEvent presence.EventFunc) presence.Tracker {
 				return presence.NewRedis(client, presence.RedisConfig{Node: node, Prefix: prefix, OnEvent: onEvent})
 			},
+			ConsoleSessions: newRedisConsoleSessions(client, prefix),
 		},
 		Play:  presence.NewRedisPlay(client, prefix),
 		Games: presence.NewRedisGames(client, prefix),

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -26,8 +27,9 @@ import (
 // session cookie, and every action also needs the session's CSRF token in the X-CSRF-Token
 // header, and a same-origin Origin when the browser sends one. Failed logins are limited per
 // client IP. Actions go through the server API's own handlers (api_server.go) and are logged
-// with the operator's name, never a secret. Console sessions live in the memory of the node
-// that issued them. See console_api.go for the pages' data.
+// with the operator's name, never a secret. Console sessions live in the node's memory, or in
+// Redis for a cluster, where every node honours them (console_sessions.go). See console_api.go
+// for the pages' data.
 
 //go:embed console
 var consoleFiles embed.FS
@@ -54,15 +56,10 @@ type console struct {
 	userSum, passSum [sha256.Size]byte // compared in constant time
 	now              func() time.Time
 
-	mu       sync.Mutex
-	sessions map[string]*consoleSession // by cookie value
-	failures map[string][]time.Time     // by client IP: failed logins within the window
-}
+	sessions ConsoleSessions // by cookie value
 
-type consoleSession struct {
-	user    string
-	csrf    string
-	created time.Time
+	mu       sync.Mutex
+	failures map[string][]time.Time // by client IP: failed logins within the window
 }
 
 // newConsole returns the console of cfg, or nil when it is disabled (no password).
@@ -70,13 +67,14 @@ func newConsole(cfg Config) *console {
 	if cfg.ConsolePassword == "" {
 		return nil
 	}
-	return &console{
+	c := &console{
 		userSum:  sha256.Sum256([]byte(cfg.ConsoleUsername)),
 		passSum:  sha256.Sum256([]byte(cfg.ConsolePassword)),
 		now:      time.Now,
-		sessions: make(map[string]*consoleSession),
 		failures: make(map[string][]time.Time),
 	}
+	c.sessions = newMemoryConsoleSessions(func() time.Time { return c.now() })
+	return c
 }
 
 // consoleRoutes are the console's lines of the route table; none when it is disabled.
@@ -128,23 +126,18 @@ func (s *Server) handleConsolePage(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// session returns the request's live console session, or nil.
-func (c *console) session(r *http.Request) (string, *consoleSession) {
+// session returns the request's cookie value and its live console session, or nil; an error
+// when the session store cannot answer.
+func (c *console) session(r *http.Request) (string, *ConsoleSession, error) {
 	ck, err := r.Cookie(consoleCookie)
 	if err != nil || ck.Value == "" {
-		return "", nil
+		return "", nil, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cs := c.sessions[ck.Value]
-	if cs == nil {
-		return "", nil
+	cs, err := c.sessions.Get(r.Context(), ck.Value)
+	if err != nil {
+		return "", nil, errConsoleStore(err)
 	}
-	if c.now().Sub(cs.created) > consoleSessionTTL {
-		delete(c.sessions, ck.Value)
-		return "", nil
-	}
-	return ck.Value, cs
+	return ck.Value, cs, nil
 }
 
 // sameOrigin refuses a request whose Origin header (browsers send it on every POST) names
@@ -158,13 +151,19 @@ func sameOrigin(r *http.Request) error {
 
 var errConsoleLogin = errorf(auth.CodeUnauthenticated, "Console login required.")
 
+// errConsoleStore is the answer when the console session store fails (Redis down): 503 code 14,
+// the cause logged, not shown.
+func errConsoleStore(err error) error {
+	return &auth.Error{Code: auth.CodeUnavailable, Message: "Console sessions unavailable.", Cause: err}
+}
+
 // consoleRead wraps a console GET: a live session required.
-func (s *Server) consoleRead(h func(r *http.Request, cs *consoleSession) (any, error)) http.HandlerFunc {
+func (s *Server) consoleRead(h func(r *http.Request, cs *ConsoleSession) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		consoleHeaders(w.Header())
-		_, cs := s.console.session(r)
+		_, cs, err := s.console.session(r)
 		if cs == nil {
-			s.writeError(w, r, errConsoleLogin)
+			s.writeError(w, r, cmp.Or(err, errConsoleLogin))
 			return
 		}
 		v, err := h(r, cs)
@@ -185,7 +184,7 @@ func (s *Server) consoleAction(action string, h func(r *http.Request) (any, erro
 		if err != nil {
 			ev = s.log.Warn().Str("error", errorMessage(err))
 		}
-		ev = ev.Str("action", action).Str("console_user", cs.user).Str("ip", s.clientIP(r))
+		ev = ev.Str("action", action).Str("console_user", cs.User).Str("ip", s.clientIP(r))
 		for _, p := range []string{"session_id", "user_id", "id"} {
 			if id := r.PathValue(p); id != "" {
 				ev = ev.Str(p, id)
@@ -198,20 +197,20 @@ func (s *Server) consoleAction(action string, h func(r *http.Request) (any, erro
 
 // consoleCheck admits a console POST: same origin, a live session and its CSRF token. It
 // returns the session, or nil after writing the error.
-func (s *Server) consoleCheck(w http.ResponseWriter, r *http.Request, action string) *consoleSession {
+func (s *Server) consoleCheck(w http.ResponseWriter, r *http.Request, action string) *ConsoleSession {
 	consoleHeaders(w.Header())
 	if err := sameOrigin(r); err != nil {
 		s.log.Warn().Str("action", action).Str("ip", s.clientIP(r)).Msg("console action refused: cross-origin")
 		s.writeError(w, r, err)
 		return nil
 	}
-	_, cs := s.console.session(r)
+	_, cs, err := s.console.session(r)
 	if cs == nil {
-		s.writeError(w, r, errConsoleLogin)
+		s.writeError(w, r, cmp.Or(err, errConsoleLogin))
 		return nil
 	}
-	if subtle.ConstantTimeCompare([]byte(r.Header.Get(consoleCSRFHeader)), []byte(cs.csrf)) != 1 {
-		s.log.Warn().Str("action", action).Str("console_user", cs.user).Str("ip", s.clientIP(r)).Msg("console action refused: missing or wrong CSRF token")
+	if subtle.ConstantTimeCompare([]byte(r.Header.Get(consoleCSRFHeader)), []byte(cs.CSRF)) != 1 {
+		s.log.Warn().Str("action", action).Str("console_user", cs.User).Str("ip", s.clientIP(r)).Msg("console action refused: missing or wrong CSRF token")
 		s.writeError(w, r, errorf(auth.CodePermissionDenied, "Missing or invalid CSRF token."))
 		return nil
 	}
@@ -274,9 +273,11 @@ func (s *Server) handleConsoleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token, csrf := randomToken(), randomToken()
+	if err := c.sessions.Put(r.Context(), token, ConsoleSession{User: body.Username, CSRF: csrf, Created: c.now()}); err != nil {
+		// The console stays usable through an outage, on this node.
+		s.log.Warn().Err(err).Str("ip", ip).Msg("console login known to this node only")
+	}
 	c.mu.Lock()
-	c.sweepSessions()
-	c.sessions[token] = &consoleSession{user: body.Username, csrf: csrf, created: c.now()}
 	delete(c.failures, ip)
 	c.mu.Unlock()
 	http.SetCookie(w, s.consoleCookie(r, token, int(consoleSessionTTL/time.Second)))
@@ -296,41 +297,27 @@ func (s *Server) consoleCookie(r *http.Request, value string, maxAge int) *http.
 	}
 }
 
-// POST /console/api/logout → {} and the cookie deleted; the session ends on this node.
+// POST /console/api/logout → {} and the cookie deleted; the session ends on every node.
 func (s *Server) handleConsoleLogout(w http.ResponseWriter, r *http.Request) {
 	cs := s.consoleCheck(w, r, "logout")
 	if cs == nil {
 		return
 	}
-	token, _ := s.console.session(r)
-	s.console.mu.Lock()
-	delete(s.console.sessions, token)
-	s.console.mu.Unlock()
+	token, _, _ := s.console.session(r)
 	http.SetCookie(w, s.consoleCookie(r, "", -1))
-	s.log.Info().Str("console_user", cs.user).Str("ip", s.clientIP(r)).Msg("console logout")
+	if err := s.console.sessions.Delete(r.Context(), token); err != nil {
+		s.log.Warn().Err(err).Str("console_user", cs.User).Str("ip", s.clientIP(r)).Msg("console logout not shared")
+		s.writeError(w, r, &auth.Error{Code: auth.CodeUnavailable, Cause: err,
+			Message: "Logged out on this node; the other nodes could not be told (Redis unavailable) and honour the login until it expires or a logout reaches them."})
+		return
+	}
+	s.log.Info().Str("console_user", cs.User).Str("ip", s.clientIP(r)).Msg("console logout")
 	s.writeValue(w, r, struct{}{}, nil)
 }
 
 // GET /console/api/me → the session's operator, CSRF token and this node's id.
-func (s *Server) handleConsoleMe(_ *http.Request, cs *consoleSession) (any, error) {
-	return consoleMe{Username: cs.user, CSRFToken: cs.csrf, Node: s.cfg.NodeID}, nil
-}
-
-// sweepSessions drops expired sessions, and the oldest beyond consoleMaxSessions - 1, so that
-// a new one fits. c.mu is held.
-func (c *console) sweepSessions() {
-	now := c.now()
-	oldest, oldestAt := "", now
-	for k, cs := range c.sessions {
-		if now.Sub(cs.created) > consoleSessionTTL {
-			delete(c.sessions, k)
-		} else if cs.created.Before(oldestAt) || oldest == "" {
-			oldest, oldestAt = k, cs.created
-		}
-	}
-	if len(c.sessions) >= consoleMaxSessions {
-		delete(c.sessions, oldest)
-	}
+func (s *Server) handleConsoleMe(_ *http.Request, cs *ConsoleSession) (any, error) {
+	return consoleMe{Username: cs.User, CSRFToken: cs.CSRF, Node: s.cfg.NodeID}, nil
 }
 
 // loginAllowed reports whether ip is below the failed-login limit.

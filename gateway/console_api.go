@@ -74,7 +74,7 @@ type consoleOverview struct {
 }
 
 // GET /console/api/overview → consoleOverview. It answers even when Redis is down, saying so.
-func (s *Server) handleConsoleOverview(r *http.Request, _ *consoleSession) (any, error) {
+func (s *Server) handleConsoleOverview(r *http.Request, _ *ConsoleSession) (any, error) {
 	ctx := r.Context()
 	now := time.Now().UTC()
 	out := consoleOverview{Node: s.cfg.NodeID, Mode: "embedded", Time: now, BusUp: s.cluster.ready() == nil, Nodes: []consoleNode{}}
@@ -173,13 +173,13 @@ func (s *Server) handleConsoleGameClose(r *http.Request) (any, error) {
 // GET /console/api/users?q=... → {"users":[...]}: the accounts whose user id, username,
 // device id, custom id or email is q, each with its sessions from every node (the server
 // API's session listing). An empty q finds nothing.
-func (s *Server) handleConsoleUsers(r *http.Request, cs *consoleSession) (any, error) {
+func (s *Server) handleConsoleUsers(r *http.Request, cs *ConsoleSession) (any, error) {
 	q := r.URL.Query().Get("q")
 	accounts, err := s.auth.FindAccounts(r.Context(), q)
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info().Str("console_user", cs.user).Str("ip", s.clientIP(r)).Str("query", q).Int("found", len(accounts)).Msg("console search")
+	s.log.Info().Str("console_user", cs.User).Str("ip", s.clientIP(r)).Str("query", q).Int("found", len(accounts)).Msg("console search")
 	users := make([]consoleUser, 0, min(len(accounts), consoleMaxUsers))
 	for _, a := range accounts[:min(len(accounts), consoleMaxUsers)] {
 		u := consoleUser{Account: a, Sessions: []sessionInfo{}}

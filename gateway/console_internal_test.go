@@ -25,36 +25,38 @@ func withCookie(value string) *http.Request {
 
 func TestConsoleSessionExpiry(t *testing.T) {
 	c, now := consoleAt(t)
-	c.sessions["tok"] = &consoleSession{user: "op", csrf: "x", created: *now}
+	mem := c.sessions.(*memoryConsoleSessions)
+	mem.m["tok"] = &ConsoleSession{User: "op", CSRF: "x", Created: *now}
 	*now = now.Add(consoleSessionTTL)
-	if _, cs := c.session(withCookie("tok")); cs == nil {
+	if _, cs, _ := c.session(withCookie("tok")); cs == nil {
 		t.Fatal("session gone at its TTL")
 	}
 	*now = now.Add(time.Second)
-	if _, cs := c.session(withCookie("tok")); cs != nil {
+	if _, cs, _ := c.session(withCookie("tok")); cs != nil {
 		t.Fatal("session alive past its TTL")
 	}
-	if len(c.sessions) != 0 {
+	if len(mem.m) != 0 {
 		t.Error("expired session kept")
 	}
-	if _, cs := c.session(withCookie("")); cs != nil {
+	if _, cs, _ := c.session(withCookie("")); cs != nil {
 		t.Error("empty cookie accepted")
 	}
 }
 
 func TestConsoleSessionsBounded(t *testing.T) {
 	c, now := consoleAt(t)
+	mem := c.sessions.(*memoryConsoleSessions)
 	for i := range consoleMaxSessions {
-		c.sessions[strconv.Itoa(i)] = &consoleSession{created: now.Add(time.Duration(i) * time.Millisecond)}
+		mem.m[strconv.Itoa(i)] = &ConsoleSession{Created: now.Add(time.Duration(i) * time.Millisecond)}
 	}
-	c.sweepSessions()
-	if len(c.sessions) != consoleMaxSessions-1 || c.sessions["0"] != nil {
-		t.Errorf("%d sessions, oldest kept: %v", len(c.sessions), c.sessions["0"] != nil)
+	mem.sweep()
+	if len(mem.m) != consoleMaxSessions-1 || mem.m["0"] != nil {
+		t.Errorf("%d sessions, oldest kept: %v", len(mem.m), mem.m["0"] != nil)
 	}
 	*now = now.Add(consoleSessionTTL + time.Second)
-	c.sweepSessions()
-	if len(c.sessions) != 0 {
-		t.Errorf("%d expired sessions kept", len(c.sessions))
+	mem.sweep()
+	if len(mem.m) != 0 {
+		t.Errorf("%d expired sessions kept", len(mem.m))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -431,7 +432,8 @@ func TestConsoleOverviewEmbedded(t *testing.T) {
 
 // TestConsoleCluster: on Redis, the overview of any node lists every node with its live
 // sockets and Redis up; the search on one node finds the socket held by another, and its
-// disconnect there closes it; with Redis stopped the overview still answers, saying so.
+// disconnect there closes it; a login holds on every node and a logout through any ends it;
+// with Redis stopped the overview still answers, saying so.
 func TestConsoleCluster(t *testing.T) {
 	srv := redisproc.ForTest(t)
 	nodes := startNodes(t, singleRedis(srv.Addr()), 2, func(cfg *gateway.Config) {
@@ -468,6 +470,31 @@ func TestConsoleCluster(t *testing.T) {
 	}
 	wantClose(t, conn, 4000, "disconnected by server")
 
+	// The login made through a holds on b (console sessions are in Redis), and a logout
+	// through b ends it on a too. The cookie carries no port, so the jar sends it to both.
+	u, _ := url.Parse(a.url + "/console")
+	var token string
+	for _, ck := range c.client.Jar.Cookies(u) {
+		if ck.Name == "sessiongate_console" {
+			token = ck.Value
+		}
+	}
+	cb := &consoleClient{s: b, client: c.client, csrf: c.csrf}
+	var me struct {
+		Node string `json:"node"`
+	}
+	if decodeInto(t, cb.do(t, http.MethodGet, "/console/api/me", ""), &me); me.Node != b.cfg.NodeID {
+		t.Fatalf("me through b: %+v", me)
+	}
+	if r := cb.do(t, http.MethodPost, "/console/api/logout", "{}"); r.status != 200 {
+		t.Fatalf("logout through b: %d %s", r.status, r.body)
+	}
+	if r := c.do(t, http.MethodGet, "/console/api/me", "", "Cookie", "sessiongate_console="+token); r.status != 401 {
+		t.Fatalf("the login after its logout through b, on a: %d %s", r.status, r.body)
+	}
+	c.mustLogin(t)
+
+	// With Redis stopped, a still honours the login it issued: the console serves the outage.
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -81,6 +81,9 @@ func New(cfg Config, log zerolog.Logger, stores Stores) (*Server, error) {
 	}
 	s.registerStatsOp()
 	s.console = newConsole(cfg)
+	if s.console != nil && stores.Cluster != nil && stores.Cluster.ConsoleSessions != nil {
+		s.console.sessions = stores.Cluster.ConsoleSessions
+	}
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
 			s.anyOrigin = true
