@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -364,5 +365,37 @@ func compactData(raw json.RawMessage, max int) ([]byte, error) {
 	if buf.Len() > max {
 		return nil, errorf(auth.CodeInvalidArgument, "Data must be at most "+strconv.Itoa(max)+" bytes of JSON, got "+strconv.Itoa(buf.Len())+".")
 	}
+	if !numbersFitDouble(buf.Bytes()) {
+		return nil, errorf(auth.CodeInvalidArgument, "Data numbers must fit a 64-bit float.")
+	}
 	return buf.Bytes(), nil
+}
+
+// numbersFitDouble reports whether every number in the compact JSON b is within the range of a
+// float64: JSON's grammar allows 1E700, which JavaScript reads as Infinity and Go's decoder
+// refuses, so such data would not reach its clients as it was sent.
+func numbersFitDouble(b []byte) bool {
+	inString := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inString:
+			if c == '\\' {
+				i++ // the escaped byte
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '-' || c >= '0' && c <= '9':
+			j := i
+			for j < len(b) && strings.IndexByte("+-.eE0123456789", b[j]) >= 0 {
+				j++
+			}
+			if _, err := strconv.ParseFloat(string(b[i:j]), 64); err != nil {
+				return false
+			}
+			i = j - 1
+		}
+	}
+	return true
 }

@@ -10,7 +10,7 @@ import (
 // FuzzGameData feeds arbitrary bytes to the game session data check: it never panics, and what
 // it accepts is a compact JSON object within the cap that means what the input meant.
 func FuzzGameData(f *testing.F) {
-	for _, seed := range []string{`{}`, `{ "a" : [1, 2.5e3, "x\u00e9"] }`, `[]`, `null`, `"s"`, `{"a":`, ` {"n":12345678901234567890} `, "{\"a\":\"\xff\"}"} {
+	for _, seed := range []string{`{}`, `{ "a" : [1, 2.5e3, "x\u00e9"] }`, `[]`, `null`, `"s"`, `{"a":`, ` {"n":12345678901234567890} `, "{\"a\":\"\xff\"}", `{"":1E700}`, `{"s":"1E700 \" 9e999","n":-0.5e-400}`} {
 		f.Add([]byte(seed))
 	}
 	const max = 64

@@ -312,6 +312,7 @@ func testGameServerValidation(t *testing.T, b backend) {
 		{`{"data":null,"version":1}`, "Data is required."},
 		{dataBody(`[1]`, 1), "Data must be a JSON object."},
 		{dataBody(`"x"`, 1), "Data must be a JSON object."},
+		{dataBody(`{"k":[1,-2E308]}`, 1), "Data numbers must fit a 64-bit float."},
 		{dataBody("{\"k\":\"\xff\"}", 1), "Data must be valid UTF-8."},
 		{`{"data":{}}`, "Version is required."},
 		{dataBody(`{}`, 0), "Version must be at least 1."},
