@@ -134,7 +134,9 @@ func (r *redisConsoleSessions) Get(ctx context.Context, token string) (*ConsoleS
 	if err := json.Unmarshal(b, &s); err != nil || r.local.now().Sub(s.Created) > consoleSessionTTL {
 		return nil, nil // not a login this code wrote, or one this node's clock says is over
 	}
-	_ = r.local.Put(ctx, token, s)
+	if mine, _ := r.local.Get(ctx, token); mine == nil {
+		_ = r.local.Put(ctx, token, s) // seen here: honoured here through an outage
+	}
 	return &s, nil
 }
 
