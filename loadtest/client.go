@@ -13,8 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // client is one virtual game client: an identity and, at most times, one socket.
@@ -39,7 +37,7 @@ type client struct {
 // sock is one open WebSocket of a client.
 type sock struct {
 	c        *client
-	conn     *websocket.Conn
+	conn     *wsConn
 	pingSent atomic.Int64 // unix nanos of the outstanding hold ping, 0 when none
 	closing  atomic.Bool  // the client is closing it (churn lifetime), so its end is no drop
 	done     chan struct{}
@@ -164,11 +162,11 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 	defer cancel()
 	t0 := time.Now()
 	tok, _ := c.session()
-	conn, resp, err := websocket.Dial(cctx, wsURL(target, tok), &websocket.DialOptions{HTTPClient: w.dial, CompressionMode: websocket.CompressionDisabled})
+	conn, status, err := dialWS(cctx, w.dial, wsURL(target, tok))
 	if err != nil {
 		switch {
-		case resp != nil:
-			return nil, fmt.Sprintf("dial_http_%d", resp.StatusCode), resp.StatusCode
+		case status != 0:
+			return nil, fmt.Sprintf("dial_http_%d", status), status
 		case cctx.Err() != nil:
 			return nil, "dial_timeout", 0
 		default:
@@ -180,7 +178,7 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 		conn.CloseNow()
 		return nil, kind, 0
 	}
-	if err := conn.Write(cctx, websocket.MessageText, firstPing); err != nil {
+	if err := conn.Write(cctx, firstPing); err != nil {
 		return fail("first_ping_write")
 	}
 	if kind := w.await(cctx, s, "1"); kind != "" {
@@ -191,7 +189,7 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 	if w.plan.Status != "" || learnSession {
 		t1 := time.Now()
 		msg, _ := json.Marshal(map[string]any{"cid": cidStatus, "status_update": map[string]string{"status": w.plan.Status}})
-		if err := conn.Write(cctx, websocket.MessageText, msg); err != nil {
+		if err := conn.Write(cctx, msg); err != nil {
 			return fail("status_write")
 		}
 		if kind := w.await(cctx, s, cidStatus); kind != "" {
@@ -210,7 +208,7 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 	if len(c.friends) > 0 {
 		t1 := time.Now()
 		msg, _ := json.Marshal(map[string]any{"cid": cidFollow, "status_follow": map[string][]string{"user_ids": c.friends}})
-		if err := conn.Write(cctx, websocket.MessageText, msg); err != nil {
+		if err := conn.Write(cctx, msg); err != nil {
 			return fail("follow_write")
 		}
 		if kind := w.await(cctx, s, cidFollow); kind != "" {
@@ -247,7 +245,7 @@ func (w *worker) await(ctx context.Context, s *sock, cid string) string {
 			}
 			return "_read"
 		}
-		if typ != websocket.MessageText {
+		if typ != opText {
 			continue
 		}
 		var env envelope
@@ -335,7 +333,7 @@ func (w *worker) readUntilEnd(s *sock) error {
 		if err != nil {
 			return err
 		}
-		if typ != websocket.MessageText {
+		if typ != opText {
 			continue
 		}
 		if bytes.Contains(msg, []byte(`"status_presence_event"`)) {
@@ -367,7 +365,7 @@ func (w *worker) ended(s *sock, err error) *sock {
 		return nil
 	}
 	code := "none"
-	if st := websocket.CloseStatus(err); st != -1 {
+	if st := closeStatus(err); st != -1 {
 		code = fmt.Sprint(int(st))
 	}
 	w.dropped.Add(1)
@@ -439,7 +437,7 @@ func (w *worker) pinger(ctx context.Context) {
 			}
 			s.pingSent.Store(time.Now().UnixNano())
 			wctx, cancel := context.WithTimeout(ctx, w.plan.Timeout)
-			err := s.conn.Write(wctx, websocket.MessageText, holdPing)
+			err := s.conn.Write(wctx, holdPing)
 			cancel()
 			if err == nil {
 				w.pingsSent.Add(1)
@@ -463,7 +461,7 @@ func (w *worker) closeAll() {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			if s.conn.Close(websocket.StatusNormalClosure, "load test done") == nil {
+			if s.conn.Close(closeNormal, "load test done") == nil {
 				w.count(CountClosed, 1)
 			}
 		}()

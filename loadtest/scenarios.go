@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // churn opens plan.Ops sockets at plan.Rate, the clients' identities taken in turn, and closes
@@ -35,7 +33,7 @@ func (w *worker) churn(ctx context.Context) {
 		}
 		s.closing.Store(true)
 		t0 := time.Now()
-		if err := s.conn.Close(websocket.StatusNormalClosure, "churn"); err != nil {
+		if err := s.conn.Close(closeNormal, "churn"); err != nil {
 			if ctx.Err() == nil {
 				w.countErr("close_error")
 			}
@@ -98,7 +96,7 @@ func (w *worker) expectRefused(ctx context.Context, c *client, target string, an
 			}
 			return
 		}
-		_ = s.conn.Close(websocket.StatusNormalClosure, "should have been refused")
+		_ = s.conn.Close(closeNormal, "should have been refused")
 		w.count(CountAcceptedAfterLogout, 1)
 		if time.Since(answered) > refusalBound {
 			w.countErr("logout_token_accepted")

@@ -140,7 +140,7 @@ type worker struct {
 	plan    WorkerPlan
 	emit    func(Event)
 	http    *http.Client
-	dial    *http.Client
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error) // the sockets' connections
 	authHdr string
 
 	mu          sync.Mutex
@@ -205,7 +205,7 @@ func RunWorker(ctx context.Context, plan WorkerPlan, cmds <-chan string, emit fu
 	authTr := &http.Transport{DialContext: dialer, MaxIdleConns: plan.InFlight * 2, MaxIdleConnsPerHost: plan.InFlight * 2, DisableCompression: true, IdleConnTimeout: 30 * time.Second}
 	defer authTr.CloseIdleConnections()
 	w.http = &http.Client{Transport: authTr, Timeout: plan.Timeout}
-	w.dial = &http.Client{Transport: &upgradeTransport{dial: dialer}}
+	w.dial = dialer
 
 	cpu0 := processCPUSeconds()
 	res := &WorkerResult{Index: plan.Index, Clients: plan.Count}
