@@ -108,26 +108,36 @@ type cluster struct {
 	registryLost bool
 	judgeFrom    time.Time
 
-	// Casts (presence events, single-socket replacements) go through one queue and one sender,
-	// so that each node receives this node's events in the order they happened.
+	// Casts (presence events, single-socket replacements) go to each other node through a lane
+	// of its own, a queue and a sender: each node receives this node's events in the order they
+	// happened, and a node that cannot take them for a while (its Redis Cluster shard failing
+	// over) delays only its own.
 	castMu   sync.Mutex
-	stopped  bool          // set under castMu when the node stops; nothing is queued after
-	castQ    []castItem    // queued casts, oldest first, at most castQueueSize
-	castWake chan struct{} // holds a token while castQ has casts or stopped is set
-	castStop chan struct{} // closed when the node stops: casts are no longer retried
+	stopped  bool                 // set under castMu when the node stops; nothing is queued after
+	lanes    map[string]*castLane // by node, guarded by castMu
+	castStop chan struct{}        // closed when the node stops: casts are no longer retried
+	senders  sync.WaitGroup       // the lanes' senders
 
 	bg sync.WaitGroup // the exchange's Run, started by start
 }
 
-// castItem is one queued cast.
-type castItem struct {
-	op    string
-	body  any
-	nodes []string
+// castLane is the casts queued for one node, oldest first, and the wake-up of its sender.
+type castLane struct {
+	q       []hub.Cast    // guarded by castMu; at most castQueueSize
+	retired bool          // guarded by castMu: out of lanes (its node left); the sender ends
+	wake    chan struct{} // holds a token while q has casts, or the lane or the node is ending
 }
 
-// castQueueSize bounds the casts waiting to be sent; beyond it they are dropped and counted.
-// The queue takes memory only while it holds casts; a mass disconnect of status sockets queues
+// wakeLocked leaves the lane's sender a token, unless one waits already. castMu must be held.
+func (l *castLane) wakeLocked() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// castQueueSize bounds the casts waiting for one node; beyond it they are dropped and counted.
+// A lane takes memory only while it holds casts; a mass disconnect of status sockets queues
 // one leave per socket faster than any sender drains them, so it is sized for a node's bursts.
 const castQueueSize = 65536
 
@@ -141,7 +151,7 @@ func newNodeID() string {
 func newCluster(s *Server, cs *ClusterStores) {
 	cfg := s.cfg
 	c := &cluster{s: s, node: cfg.NodeID, started: time.Now().UTC(), seen: make(map[string]time.Time),
-		every: cfg.NodeTTL / 4, liveness: cfg.NodeTTL * 3 / 4, castWake: make(chan struct{}, 1), castStop: make(chan struct{})}
+		every: cfg.NodeTTL / 4, liveness: cfg.NodeTTL * 3 / 4, lanes: map[string]*castLane{}, castStop: make(chan struct{})}
 	if cs == nil {
 		c.bus = hub.NewMemoryNetwork().Bus(c.node)
 		c.nodes = hub.NewMemoryRegistry(c.liveness)
@@ -194,11 +204,6 @@ func (c *cluster) start(ctx context.Context, addr string) {
 // run heartbeats and sends the casts until ctx (the one given to start) ends, then waits for
 // the bus and leaves the registry.
 func (c *cluster) run(ctx context.Context) {
-	sender := make(chan struct{})
-	go func() {
-		defer close(sender)
-		c.sendCasts()
-	}()
 	t := time.NewTicker(c.every)
 	var gen uint64 // the first subscription has nothing to restore
 	for {
@@ -207,10 +212,12 @@ func (c *cluster) run(ctx context.Context) {
 			t.Stop()
 			c.castMu.Lock()
 			c.stopped = true
-			c.wakeSender()
+			for _, l := range c.lanes {
+				l.wakeLocked()
+			}
 			c.castMu.Unlock()
 			close(c.castStop)
-			<-sender
+			c.senders.Wait()
 			c.bg.Wait()
 			c.leave()
 			return
@@ -218,6 +225,7 @@ func (c *cluster) run(ctx context.Context) {
 		}
 		c.heartbeat(ctx)
 		c.expire(ctx)
+		c.retireLanes()
 		if c.cleaner != nil && c.cleaner.Pending() > 0 && c.x.Ready() == nil {
 			// Presence changes Redis could not take; written once it is back (the bus is up
 			// again: a Flush holds this node's presence writes while it runs).
@@ -380,7 +388,7 @@ func (c *cluster) others() []string {
 	return ids
 }
 
-// castOthers queues op for every other live node without waiting; a full queue drops it
+// castOthers queues op for every other live node without waiting; a full lane drops it
 // (counted as outcome "dropped"). Receivers of presence events and replacements are
 // best-effort by nature: a node that misses one is down or resubscribing, and a status_follow
 // lists the current state again.
@@ -389,47 +397,74 @@ func (c *cluster) castOthers(op string, body any) {
 	if len(others) == 0 {
 		return
 	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		c.metrics.observe(op, err)
+		c.s.log.Error().Err(err).Str("op", op).Msg("cluster cast not encodable; dropped")
+		return
+	}
+	cast := hub.Cast{Op: op, Body: raw}
 	c.castMu.Lock()
 	defer c.castMu.Unlock()
 	if c.stopped {
 		return
 	}
-	if len(c.castQ) >= castQueueSize {
-		c.metrics.calls.WithLabelValues(op, "dropped").Add(float64(len(others)))
-		c.s.log.Warn().Str("op", op).Msg("cluster cast queue full; cast dropped")
-		return
-	}
-	c.castQ = append(c.castQ, castItem{op: op, body: body, nodes: others})
-	c.wakeSender()
-}
-
-// wakeSender leaves the sender a token, unless one waits already. c.castMu must be held.
-func (c *cluster) wakeSender() {
-	select {
-	case c.castWake <- struct{}{}:
-	default:
-	}
-}
-
-// takeCasts waits for queued casts and takes them all, oldest first, reusing spare's array
-// for the queue that follows. It returns nil once the node stops and nothing is left to send.
-func (c *cluster) takeCasts(spare []castItem) []castItem {
-	for {
-		<-c.castWake
-		c.castMu.Lock()
-		q := c.castQ
-		if len(q) > 0 {
-			c.castQ = spare[:0]
+	dropped := 0
+	for _, n := range others {
+		l := c.lanes[n]
+		if l == nil {
+			l = &castLane{wake: make(chan struct{}, 1)}
+			c.lanes[n] = l
+			c.senders.Go(func() { c.sendLane(n, l) })
 		}
-		stopped := c.stopped
-		if stopped {
-			c.wakeSender() // the stop stays seen once the rest is sent
+		if len(l.q) >= castQueueSize {
+			dropped++
+			continue
+		}
+		l.q = append(l.q, cast)
+		l.wakeLocked()
+	}
+	if dropped > 0 {
+		c.metrics.calls.WithLabelValues(op, "dropped").Add(float64(dropped))
+		c.s.log.Warn().Str("op", op).Int("nodes", dropped).Msg("cluster cast queue full; cast dropped")
+	}
+}
+
+// retireLanes ends the lanes of the nodes that are no longer live and have nothing queued, so
+// that nodes that come and go (new ids at each start) leave no sender behind. A node that
+// comes back gets a new lane.
+func (c *cluster) retireLanes() {
+	live := c.others()
+	c.castMu.Lock()
+	defer c.castMu.Unlock()
+	for n, l := range c.lanes {
+		if len(l.q) == 0 && !slices.Contains(live, n) {
+			l.retired = true
+			l.wakeLocked()
+			delete(c.lanes, n)
+		}
+	}
+}
+
+// takeLane waits for casts in l and takes them all, oldest first, reusing spare's array for
+// the queue that follows. It returns nil once the lane or the node ends with nothing left.
+func (c *cluster) takeLane(l *castLane, spare []hub.Cast) []hub.Cast {
+	for {
+		<-l.wake
+		c.castMu.Lock()
+		q := l.q
+		if len(q) > 0 {
+			l.q = spare[:0]
+		}
+		ending := c.stopped || l.retired
+		if ending {
+			l.wakeLocked() // the end stays seen once the rest is sent
 		}
 		c.castMu.Unlock()
 		switch {
 		case len(q) > 0:
 			return q
-		case stopped:
+		case ending:
 			return nil
 		}
 	}
@@ -438,59 +473,33 @@ func (c *cluster) takeCasts(spare []castItem) []castItem {
 // maxCastBatch bounds the casts sent to a node in one message (hub.Exchange.CastBatch).
 const maxCastBatch = 512
 
-// sendCasts sends the queued casts in order until the node stops. It takes everything queued
-// at once and sends it in batches of up to maxCastBatch: one message per node (each node gets
-// the casts that name it, in queue order), to the nodes in parallel, the next batch once this
-// one has reached them all. One publish per cast kept up with a few thousand a second, and a
-// mass disconnect's presence leaves overflowed the queue.
-func (c *cluster) sendCasts() {
-	var wg sync.WaitGroup
-	var spare []castItem
-	perNode := map[string][]hub.Cast{}
+// sendLane sends node n's casts in order until its lane or this node ends. It takes everything
+// queued at once and sends it in messages of up to maxCastBatch: one publish per cast kept up
+// with a few thousand a second, and a mass disconnect's presence leaves overflowed the queue.
+func (c *cluster) sendLane(n string, l *castLane) {
+	var spare []hub.Cast
 	for {
-		q := c.takeCasts(spare)
+		q := c.takeLane(l, spare)
 		if q == nil {
 			return
 		}
 		for rest := q; len(rest) > 0; {
 			batch := rest[:min(len(rest), maxCastBatch)]
 			rest = rest[len(batch):]
-			c.sendBatch(&wg, batch, perNode)
+			err := c.castTo(n, batch)
+			for _, cs := range batch {
+				c.metrics.observe(cs.Op, err)
+			}
+			if err != nil {
+				c.s.log.Debug().Err(err).Str("node", n).Int("casts", len(batch)).Msg("cluster casts failed")
+			}
 		}
+		clear(q) // the spare array must not keep the bodies alive
 		spare = nil
 		if cap(q) <= 4*maxCastBatch {
 			spare = q // a burst's large array goes back to the heap
 		}
 	}
-}
-
-// sendBatch sends one batch of casts, each node its share in one message, and waits for them.
-func (c *cluster) sendBatch(wg *sync.WaitGroup, batch []castItem, perNode map[string][]hub.Cast) {
-	for _, it := range batch {
-		body, err := json.Marshal(it.body)
-		if err != nil {
-			c.metrics.observe(it.op, err)
-			c.s.log.Error().Err(err).Str("op", it.op).Msg("cluster cast not encodable; dropped")
-			continue
-		}
-		for _, n := range it.nodes {
-			perNode[n] = append(perNode[n], hub.Cast{Op: it.op, Body: body})
-		}
-	}
-	clear(batch) // the spare array must not keep the bodies alive
-	for n, casts := range perNode {
-		wg.Go(func() {
-			err := c.castTo(n, casts)
-			for _, cs := range casts {
-				c.metrics.observe(cs.Op, err)
-			}
-			if err != nil {
-				c.s.log.Debug().Err(err).Int("casts", len(casts)).Msg("cluster casts failed")
-			}
-		})
-	}
-	wg.Wait()
-	clear(perNode)
 }
 
 // Backoff of a batch of casts that did not reach its node.

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -321,4 +323,76 @@ func TestClusterCleanupFinishedByAnotherNode(t *testing.T) {
 		dead, err := reg.Dead(context.Background())
 		return err == nil && !slices.Contains(dead, "ghost")
 	})
+}
+
+// stallingBus is a node's bus whose sends to one node fail, as they do while that node's Redis
+// Cluster shard fails over (this node's own shard, and so its bus, stay up).
+type stallingBus struct {
+	hub.Bus
+	to      string
+	failing *atomic.Bool
+}
+
+func (b stallingBus) Send(ctx context.Context, node string, msg []byte) error {
+	if node == b.to && b.failing.Load() {
+		return errors.New("injected: CLUSTERDOWN the shard of " + node + " is failing over")
+	}
+	return b.Bus.Send(ctx, node, msg)
+}
+
+// A node the casts cannot reach for a while delays only its own: the other nodes get this
+// node's presence events at once, and the stalled node gets them all, in order, once it can.
+func TestClusterCastStallOfOneNode(t *testing.T) {
+	srv := redisproc.ForTest(t)
+	d := singleRedis(srv.Addr())
+	prefix := "stall" + strconv.FormatInt(clusterPrefixSeq.Add(1), 10) + ":"
+	var failing atomic.Bool
+	nodes := make([]*testServer, 3)
+	for i := range nodes {
+		stores := gateway.RedisStores(d.client(t), prefix, clusterRedisOptions)
+		if i == 0 {
+			bus := stores.Cluster.Bus
+			stores.Cluster.Bus = func(node string) hub.Bus { return stallingBus{Bus: bus(node), to: "n2", failing: &failing} }
+		}
+		nodes[i] = startServer(t, clusterConfig("n"+strconv.Itoa(i)), stores)
+	}
+	waitNodes(t, nodes, 3)
+	target := newClusterUser(t, nodes[0], "device-stall-target")
+	var followers []*statusUser
+	for i, n := range nodes[1:] {
+		f := statusSocket(t, n, "device-stall-follower-"+strconv.Itoa(i), false)
+		sendText(t, f.c, `{"cid":"f","status_follow":{"user_ids":["`+target.id+`"]}}`)
+		wantJSON(t, readJSON(t, f.c), `{"cid":"f","status":{}}`)
+		followers = append(followers, f)
+	}
+	tc := nodes[0].dialStatus(t, target.token, true)
+	for _, f := range followers {
+		if ev := readJSON(t, f.c); ev["status_presence_event"] == nil {
+			t.Fatalf("got %v, want the target's join", ev)
+		}
+	}
+
+	failing.Store(true)
+	for _, st := range []string{"one", "two", "three"} {
+		sendText(t, tc, `{"cid":"`+st+`","status_update":{"status":"`+st+`"}}`)
+		for m := readJSON(t, tc); m["cid"] != st; m = readJSON(t, tc) { // its own events first
+		}
+	}
+	// n1 gets every update although n2 takes none (before lanes, the second waited behind n2).
+	for _, st := range []string{"one", "two", "three"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, raw, err := followers[0].c.Read(ctx)
+		cancel()
+		if err != nil || !strings.Contains(string(raw), `"status":"`+st+`"`) {
+			t.Fatalf("follower on n1: %s, %v; want the update %q while n2 is stalled", raw, err, st)
+		}
+	}
+	failing.Store(false)
+	for _, st := range []string{"one", "two", "three"} {
+		ev := readJSON(t, followers[1].c) // the casts' retries reach n2 within their backoff
+		raw, _ := json.Marshal(ev)
+		if !strings.Contains(string(raw), `"status":"`+st+`"`) {
+			t.Fatalf("follower on n2 got %s, want the update %q (all of them, in order)", raw, st)
+		}
+	}
 }
