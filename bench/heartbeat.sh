@@ -12,10 +12,11 @@
 # default, or either one). From 45 s after the start (the ramp done, every socket past its first
 # ping period) it measures 40 s: CPU = growth of the gateway's utime + stime (/proc/PID/stat) in
 # % of one core; per ping = CPU growth divided by the growth of sessiongate_socket_pings_total
-# (server pings) or sessiongate_socket_messages_in_total (envelope pings). The two /metrics
-# reads fall outside the CPU window (a read at 19k sockets costs the node about 10 ms: the
-# process collector lists its open files), so the figure is the heartbeat's alone. Medians are
-# printed at the end.
+# (server pings) or sessiongate_socket_messages_in_total (envelope pings). The script's two
+# /metrics reads fall outside the CPU window, and the load tool reads none for its timeline
+# (--scrape-interval -1s; a read at 19k sockets costs the node milliseconds: the process
+# collector lists its open files), so the figure is the heartbeat's alone. Medians are printed
+# at the end. AB=loadtest compares load tools instead of gateways (bench/builds.sh).
 set -euo pipefail
 runs=${1:-3}
 base=${2:-a149102}
@@ -25,19 +26,14 @@ cd "$(dirname "$0")/.."
 . bench/builds.sh
 build_ab heartbeat "$base"
 
-gw=
-stop() { [ -n "$gw" ] && kill "$gw" 2>/dev/null; wait "$gw" 2>/dev/null || true; gw=; }
-trap stop EXIT
 metric() { curl -s http://127.0.0.1:9100/metrics | awk -v n="$1" '$1 == n { print $2 }'; }
 # cpu prints the gateway's user + system CPU in seconds (fields 14 and 15 of /proc/PID/stat).
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$gw/stat"; }
 
 measure() { # build scenario ping-interval counter
-  "$out/gateway-$1" --addr 127.0.0.1:7350 --metrics-addr 127.0.0.1:9100 --log-level warn >>"$out/gateway.log" 2>&1 &
-  gw=$!
-  for _ in $(seq 100); do curl -fs http://127.0.0.1:7350/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-  "$out/loadtest" hold --clients "$clients" --in-flight 64 --rate 2000 --hold 100s --settle 5s \
-    --ping-interval "$3" --quiet --json "$out/$1-$2-$r.json" >"$out/$1-$2-$r.txt" 2>&1 &
+  start_gateway "$1"
+  "$out/loadtest-$1" hold --clients "$clients" --in-flight 64 --rate 2000 --hold 100s --settle 5s \
+    --ping-interval "$3" --scrape-interval -1s --quiet --json "$out/$1-$2-$r.json" >"$out/$1-$2-$r.txt" 2>&1 &
   local lt=$!
   sleep 45
   local c1 p1 c2 p2
@@ -45,18 +41,18 @@ measure() { # build scenario ping-interval counter
   sleep 40
   c2=$(cpu); p2=$(metric "$4")
   wait "$lt" || true
-  stop
+  stop_gateway
   python3 -c "
 c=$c2-$c1; p=$p2-$p1
 print('$1 $2 %.0f/s %.3f %.2f' % (p/40, c/40*100, c/p*1e6 if p else 0))" | tee -a "$out/results.txt"
 }
 
-for r in $(seq "$runs"); do
-  for b in base head; do
-    case " $scenarios " in *" pings "*) measure "$b" pings 0 sessiongate_socket_pings_total ;; esac
-    case " $scenarios " in *" envelopes "*) measure "$b" envelopes 10s sessiongate_socket_messages_in_total ;; esac
-  done
-done
+both() { # build run
+  r=$2
+  case " $scenarios " in *" pings "*) measure "$1" pings 0 sessiongate_socket_pings_total ;; esac
+  case " $scenarios " in *" envelopes "*) measure "$1" envelopes 10s sessiongate_socket_messages_in_total ;; esac
+}
+each_run "$runs" both
 
 python3 - "$out/results.txt" <<'PY'
 import statistics, sys, collections

@@ -12,6 +12,7 @@
 # user-wide`: one POST /v2/server/users/{id}/disconnect to the third node; the figure is the
 # time from the call to the last close frame read by a client (the load tool's "disconnect
 # latency" max). Medians are printed at the end. Needs redis-server and redis-cli on PATH.
+# AB=loadtest compares load tools instead of gateways (bench/builds.sh).
 set -euo pipefail
 runs=${1:-3}
 base=${2:-8dd3265}
@@ -40,7 +41,7 @@ measure() { # build run
   for i in 1 2 3; do
     for _ in $(seq 100); do curl -fs http://127.0.0.1:736$i/readyz >/dev/null 2>&1 && break; sleep 0.1; done
   done
-  "$out/loadtest" disconnect --target=http://127.0.0.1:7361 --target=http://127.0.0.1:7362 --target=http://127.0.0.1:7363 \
+  "$out/loadtest-$1" disconnect --target=http://127.0.0.1:7361 --target=http://127.0.0.1:7362 --target=http://127.0.0.1:7363 \
     --metrics=http://127.0.0.1:9201/metrics --metrics=http://127.0.0.1:9202/metrics --metrics=http://127.0.0.1:9203/metrics \
     --clients="$clients" --rate=2000 --in-flight=64 --ping-interval=0s --users=1 --act-in-flight=1 \
     --api-target=http://127.0.0.1:7363 --disconnect-by=user-wide --http-key=userwide-http-key \
@@ -52,9 +53,7 @@ measure() { # build run
   echo "$1 ${last:-failed} ${answer:-failed}" | tee -a "$out/results.txt"
 }
 
-for r in $(seq "$runs"); do
-  for b in base head; do measure "$b" "$r"; done
-done
+each_run "$runs" measure
 
 python3 - "$out/results.txt" <<'PY'
 import statistics, sys, collections
