@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sessiongate/sessiongate/internal/freeport"
 	"github.com/sessiongate/sessiongate/internal/redisproc"
 )
 
@@ -106,12 +106,11 @@ func nodePorts(base, i int) (int, int, error) {
 	}
 	var ps [2]int
 	for j := range ps {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := freeport.Get() // not an ephemeral port: the clients' connections cannot take it
 		if err != nil {
-			return 0, 0, fmt.Errorf("find a free port: %w", err)
+			return 0, 0, err
 		}
-		ps[j] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+		ps[j] = p
 	}
 	return ps[0], ps[1], nil
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sessiongate/sessiongate/internal/freeport"
 )
 
 // Options configures the servers Start, StartCluster and StartSentinel run.
@@ -441,17 +443,7 @@ func lookup(configured, name string) (string, error) {
 
 // freePort returns a loopback port that was free a moment ago. Another process may take it
 // before redis-server binds it; startLocked then retries with another.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("failed to find a free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("failed to release probe port: %w", err)
-	}
-	return port, nil
-}
+func freePort() (int, error) { return freeport.Get() }
 
 // command sends one command over a fresh connection and returns a simple, integer or bulk
 // string reply. It is all this package needs to see that a server is up, and keeps the
