@@ -87,7 +87,9 @@ type wsConn struct {
 	// frame itself): a channel so that Close can wait for it with a bound.
 	rlock    chan struct{}
 	br       *bufio.Reader
-	msg      []byte // the message being assembled from fragments; guarded by rlock
+	msg      []byte                 // the message being assembled from fragments; guarded by rlock
+	hdr      [14]byte               // a frame header being read; guarded by rlock
+	control  [maxControlLength]byte // a control frame's payload being read; guarded by rlock
 	readDone chan struct{}
 	readErr  error // set once, before readDone is closed
 	endOnce  sync.Once
@@ -271,7 +273,7 @@ func (c *wsConn) end(err error) error {
 // opcode, or opPing/opPong/opContinuation with no message when there is none yet; a close
 // frame is answered and returned as a *closeError. c.rlock must be held.
 func (c *wsConn) readFrameLocked() (byte, []byte, error) {
-	var hdr [14]byte
+	hdr := c.hdr[:] // not on the stack: through io.Reader, it would escape on every frame
 	if _, err := io.ReadFull(c.br, hdr[:2]); err != nil {
 		return 0, nil, err
 	}
@@ -296,11 +298,11 @@ func (c *wsConn) readFrameLocked() (byte, []byte, error) {
 		if !fin || n > maxControlLength {
 			return 0, nil, c.protocolError("fragmented or oversized control frame")
 		}
-		var payload [maxControlLength]byte
-		if _, err := io.ReadFull(c.br, payload[:n]); err != nil {
+		payload := c.control[:n]
+		if _, err := io.ReadFull(c.br, payload); err != nil {
 			return 0, nil, err
 		}
-		return c.control(op, payload[:n])
+		return c.handleControl(op, payload)
 	}
 	if n > wsReadLimit || uint64(len(c.msg))+n > wsReadLimit {
 		c.sendClose(closeTooBig, "message too big")
@@ -331,8 +333,8 @@ func (c *wsConn) readFrameLocked() (byte, []byte, error) {
 	return msg[0], msg[1:], nil
 }
 
-// control handles a control frame's payload.
-func (c *wsConn) control(op byte, payload []byte) (byte, []byte, error) {
+// handleControl handles a control frame's payload.
+func (c *wsConn) handleControl(op byte, payload []byte) (byte, []byte, error) {
 	switch op {
 	case opPing:
 		c.wmu.Lock()
