@@ -240,7 +240,7 @@ func (w *worker) await(ctx context.Context, s *sock, cid string) string {
 	for {
 		typ, msg, err := s.conn.Read(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 				return "_timeout"
 			}
 			return "_read"

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 )
@@ -235,7 +236,8 @@ func (c *wsConn) Read(ctx context.Context) (byte, []byte, error) {
 		return 0, nil, c.readErr
 	default:
 	}
-	if dl, ok := ctx.Deadline(); ok {
+	dl, hasDeadline := ctx.Deadline()
+	if hasDeadline {
 		_ = c.nc.SetReadDeadline(dl)
 		defer c.nc.SetReadDeadline(time.Time{})
 	}
@@ -246,9 +248,14 @@ func (c *wsConn) Read(ctx context.Context) (byte, []byte, error) {
 	for {
 		op, msg, err := c.readFrameLocked()
 		if err != nil {
+			timedOut := hasDeadline && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl)
 			err = c.end(err) // a frame may be half read: the socket cannot go on
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				return 0, nil, ctx.Err()
+			case timedOut:
+				// The connection's deadline can fire a moment before ctx's own timer does.
+				return 0, nil, context.DeadlineExceeded
 			}
 			return 0, nil, err
 		}
