@@ -34,9 +34,25 @@ each_run() {
 # waits until it is ready, stop_gateway stops it (also on exit).
 gw=
 start_gateway() {
+  if curl -fs -o /dev/null http://127.0.0.1:7350/readyz 2>/dev/null; then
+    echo "127.0.0.1:7350 answers already: stop that gateway first" >&2
+    return 1
+  fi
   "$out/gateway-$1" --addr 127.0.0.1:7350 --metrics-addr 127.0.0.1:9100 --log-level warn >>"$out/gateway.log" 2>&1 &
   gw=$!
-  for _ in $(seq 100); do curl -fs http://127.0.0.1:7350/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 100); do
+    curl -fs http://127.0.0.1:7350/readyz >/dev/null 2>&1 && return 0
+    kill -0 "$gw" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "gateway-$1 did not become ready (is 127.0.0.1:7350 or :9100 taken?); see $out/gateway.log" >&2
+  return 1
 }
-stop_gateway() { [ -n "$gw" ] && kill "$gw" 2>/dev/null; wait "$gw" 2>/dev/null || true; gw=; }
+stop_gateway() {
+  if [ -n "$gw" ]; then
+    kill "$gw" 2>/dev/null || true
+    wait "$gw" 2>/dev/null || true
+  fi
+  gw=
+}
 trap stop_gateway EXIT
