@@ -33,6 +33,11 @@ type Config struct {
 	TrustForwardedFor bool
 	// TLSCert and TLSKey, both set, serve the API over TLS.
 	TLSCert, TLSKey string
+	// RequestReadTimeout bounds the reading of an HTTP request, headers and body, from its
+	// first byte. A client that vanished mid-request (no FIN, no RST) is dropped then: the API
+	// listener has no TCP keepalive (Listen). It does not apply to a socket once upgraded.
+	// Default 30s.
+	RequestReadTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown of the HTTP servers and the last socket
 	// closes, after DrainPeriod: a stop takes at most DrainPeriod + ShutdownTimeout. Default 10s.
 	ShutdownTimeout time.Duration
@@ -127,6 +132,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.RequestReadTimeout == 0 {
+		c.RequestReadTimeout = 30 * time.Second
 	}
 	if c.DrainPeriod == 0 {
 		c.DrainPeriod = 10 * time.Second

@@ -562,3 +562,35 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Errorf("defaults %+v", c)
 	}
 }
+
+// The API listener has no TCP keepalive, so a client that vanishes in the middle of a request
+// is dropped by RequestReadTimeout; an upgraded socket is not bound by it.
+func TestRequestReadTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.RequestReadTimeout = 300 * time.Millisecond
+	s := startServer(t, cfg, gateway.Stores{Accounts: auth.NewMemoryAccounts(), Revocations: auth.NewMemoryRevocations()})
+	sess := s.authDevice(t, "device-read-timeout", "")
+	ws := s.mustSocket(t, sess.Token)
+
+	nc, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// Headers and the first byte of a 100-byte body, then nothing: a peer gone mid-request.
+	start := time.Now()
+	if _, err := io.WriteString(nc, "POST /v2/account/authenticate/device HTTP/1.1\r\nHost: x\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(nc); err != nil { // an answer, if any, then the end of the stream
+		t.Fatalf("the stalled request's connection was not closed by the server: %v", err)
+	}
+	if d := time.Since(start); d < cfg.RequestReadTimeout || d > 3*time.Second {
+		t.Fatalf("the stalled request's connection ended after %v, want about %v", d, cfg.RequestReadTimeout)
+	}
+
+	time.Sleep(2 * cfg.RequestReadTimeout) // the socket outlives the request read bound
+	wantPong(t, ws, "after-read-timeout")
+}

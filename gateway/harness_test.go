@@ -119,7 +119,7 @@ func startServerTLS(t *testing.T, cfg gateway.Config, stores gateway.Stores, cli
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	apiLn, err := gateway.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

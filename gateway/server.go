@@ -211,12 +211,27 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 	return errors.Join(all...)
 }
 
+// Listen opens the API listener as cmd/gateway does. Its connections have no TCP keepalive,
+// which would cost four setsockopt calls per accepted connection: a socket's heartbeats find a
+// dead peer (--pong-wait), an HTTP request must be read within RequestReadTimeout and an idle
+// HTTP connection ends at the server's idle timeout.
+func Listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
 func (s *Server) httpServer(h http.Handler, ln net.Listener) *http.Server {
 	return &http.Server{
 		Handler: h,
-		// No ReadTimeout or WriteTimeout: they would stay armed on upgraded sockets. Header and
-		// idle timeouts still bound slow or idle HTTP clients.
-		ReadHeaderTimeout: 5 * time.Second,
+		// No WriteTimeout: it would stay armed on upgraded sockets. ReadTimeout's deadline is
+		// cleared when a socket is upgraded (hijackCapture). Header, read and idle timeouts
+		// bound slow, vanished or idle HTTP clients.
+		ReadTimeout:       s.cfg.RequestReadTimeout,
+		ReadHeaderTimeout: min(5*time.Second, s.cfg.RequestReadTimeout),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          newStdLogger(s.log, ln.Addr().String()),

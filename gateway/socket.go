@@ -288,6 +288,10 @@ func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nc, brw, err
 	}
 	h.nc = nc
+	// The server's RequestReadTimeout bounds the upgrade request, not the socket. net/http
+	// clears its read deadline when it ends its background read, which it starts for requests
+	// without a body; an upgrade request with a body would keep it.
+	_ = nc.SetReadDeadline(time.Time{})
 	// coder/websocket reads a plain TCP connection through inputConn, so that the heartbeat
 	// sweeper can hand back bytes it read (socket_fastpath.go).
 	var rd net.Conn = nc

@@ -68,6 +68,7 @@ func parseOptions(args []string, lookupEnv func(string) (string, bool), stderr i
 	fs.IntVar(&c.Auth.LoginFailuresPerIP, "login-failures-per-ip", 20, "failed password logins per client IP per window before 429; -1 disables")
 	fs.IntVar(&c.Auth.BcryptCost, "bcrypt-cost", 10, "bcrypt cost of password hashes")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on graceful shutdown")
+	fs.DurationVar(&c.RequestReadTimeout, "request-read-timeout", 30*time.Second, "bound on reading an HTTP request (headers and body); not on upgraded sockets")
 	fs.DurationVar(&c.DrainPeriod, "drain-period", 10*time.Second, "on shutdown, close the live sockets (1001) spread over this period before stopping")
 	fs.IntVar(&c.HubShards, "hub-shards", 0, "shards of the socket hub: a power of two, or 0 to size from GOMAXPROCS")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 4096, "largest socket message a client may send, in bytes; larger closes with 1009")

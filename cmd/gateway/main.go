@@ -84,9 +84,9 @@ func serve(ctx context.Context, o *options, log zerolog.Logger, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	apiLn, err := net.Listen("tcp", cfg.Addr)
+	apiLn, err := gateway.Listen(cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("failed to listen on %s: %w", cfg.Addr, err)
+		return err
 	}
 	var metricsLn net.Listener
 	if o.metricsAddr != "" {
