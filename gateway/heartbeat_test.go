@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -331,5 +332,43 @@ func TestIdleSocketCloseHandshake(t *testing.T) {
 	}
 	if body := scrape(t, s); !containsLine(body, `sessiongate_socket_disconnects_total{cause="server"} 2`) {
 		t.Errorf("disconnects:\n%s", grepLines(body, "disconnects_total"))
+	}
+}
+
+// Heartbeats and another message in one read of the connection: the pings are answered where
+// the read loop waits, and the message between them reaches coder/websocket as it was sent
+// (masked), in order.
+func TestHeartbeatsAroundAMessageInOneRead(t *testing.T) {
+	s := startServer(t, testConfig(), memStores())
+	sess := s.authDevice(t, "device-one-read", "")
+	nc, br := rawSocket(t, s, sess.Token)
+	var batch []byte
+	batch = append(batch, maskedFrame(0x8A, "")...) // an unsolicited pong first
+	batch = append(batch, maskedFrame(0x81, `{"cid":"1","ping":{}}`)...)
+	batch = append(batch, maskedFrame(0x81, `{"cid":"2","status_update":{"status":"x"}}`)...)
+	batch = append(batch, maskedFrame(0x81, `{"cid":"3","ping":{}}`)...)
+	if len(batch) > 131 {
+		t.Fatalf("the batch is %d bytes: more than one read of the fast path", len(batch))
+	}
+	if _, err := nc.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got []string
+	for len(got) < 3 {
+		op, payload, err := readFrame(br)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		if op != 0x1 {
+			t.Fatalf("opcode %#x after %q", op, got)
+		}
+		if !bytes.HasPrefix(payload, []byte(`{"status_presence_event"`)) {
+			got = append(got, string(payload))
+		}
+	}
+	want := []string{`{"cid":"1","pong":{}}`, `{"cid":"2"}`, `{"cid":"3","pong":{}}`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("answers %q, want %q", got, want)
 	}
 }

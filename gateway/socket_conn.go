@@ -134,30 +134,49 @@ func (c *socketConn) pong() {
 // slow consumer with CloseSlowConsumer and Send returns false.
 func (c *socketConn) Send(msg []byte) bool {
 	c.mu.Lock()
+	queued, next := c.queueLocked(msg)
+	c.mu.Unlock()
+	next.run(c)
+	return queued
+}
+
+// queueLocked is Send under c.mu: it queues msg, or closes the socket as a slow consumer, and
+// returns what the caller must start once it has released c.mu.
+func (c *socketConn) queueLocked(msg []byte) (queued bool, next afterUnlock) {
 	if c.closing {
-		c.mu.Unlock()
-		return false
+		return false, afterUnlock{}
 	}
 	pending := len(c.q) - c.head
 	if c.inflight {
 		pending++
 	}
 	if pending >= c.s.cfg.OutgoingQueueSize {
-		start := c.requestCloseLocked(CloseSlowConsumer, reasonSlowConsumer, causeSlowConsumer, true)
-		c.mu.Unlock()
-		if start {
-			c.startClose()
-		}
-		return false
+		return false, afterUnlock{close: c.requestCloseLocked(CloseSlowConsumer, reasonSlowConsumer, causeSlowConsumer, true)}
 	}
 	c.q = append(c.q, msg)
-	start := !c.writing
+	next.writer = !c.writing
 	c.writing = true
-	c.mu.Unlock()
-	if start {
+	return true, next
+}
+
+// afterUnlock is what a change made under c.mu leaves to start once c.mu is released.
+type afterUnlock struct {
+	writer bool // a writer goroutine for the queue
+	close  bool // the close that requestCloseLocked handed over (startClose)
+}
+
+// and is what both a and b leave to start: a batch of changes under one hold of c.mu.
+func (a afterUnlock) and(b afterUnlock) afterUnlock {
+	return afterUnlock{writer: a.writer || b.writer, close: a.close || b.close}
+}
+
+func (a afterUnlock) run(c *socketConn) {
+	switch {
+	case a.close:
+		c.startClose()
+	case a.writer:
 		go c.writeLoop()
 	}
-	return true
 }
 
 // Close implements hub.Conn: it asks the socket to close with code and reason after the

@@ -13,12 +13,13 @@ import (
 // Handled by coder/websocket, each one wakes the read loop into the frame reader, decodes the
 // envelope, starts a writer goroutine to answer and a fresh reader goroutine afterwards: about
 // 45 µs of CPU. Here, on Linux over plain TCP, they are handled where the read loop waits
-// (pollInput), with a peek at the head of the connection's input, a read of exactly the frame's
-// bytes and, for an envelope ping, one non-blocking send of the pong frame. Anything else (any
-// other frame, a frame not whole in the peek, a fragmented or large frame, a ping envelope in any
-// other shape, any message of a protobuf socket) is left in place for coder/websocket, so
-// behaviour is unchanged: the fast path only ever takes frames whose handling it reproduces
-// exactly (FuzzPingEnvelope checks the envelope decoder against protojson).
+// (pollInput), with one read of what the connection holds (up to a frame of maxFastFrame bytes)
+// and, for an envelope ping, one non-blocking send of the pong frame. Anything else (any other
+// frame, a frame not whole in the read, a fragmented or large frame, a ping envelope in any other
+// shape, any message of a protobuf socket) is handed back as it was read, with all that follows
+// it, for coder/websocket, which reads it first (inputConn), so behaviour is unchanged: the fast
+// path only ever takes frames whose handling it reproduces exactly (FuzzPingEnvelope checks the
+// envelope decoder against protojson).
 //
 // The read loop's goroutine holds fd's read lock while it waits, so no other read interleaves;
 // frames are consumed only while the read buffer c.br is empty (waitReadable's precondition),
@@ -49,7 +50,7 @@ var pingFrame = [2]byte{finPing, 0x00}
 // errPartialFrame: a frame was written in part, which leaves the stream mid-frame.
 var errPartialFrame = errors.New("frame written in part")
 
-// inputState is what a peek at a connection found.
+// inputState is what a read or a peek at a connection found.
 type inputState int
 
 const (
@@ -180,11 +181,16 @@ func appendPongFrame(dst []byte, cid []byte) []byte {
 
 // pollInput is waitReadable's syscall.RawConn.Read callback. It handles the heartbeat frames at
 // the head of the input (pongs, envelope pings) and reports true once fd has any other input (or
-// an error, or end of file) without consuming it, for coder/websocket to read. Returning false
-// makes the runtime park the goroutine on the network poller until fd becomes readable again,
-// then call it again.
+// an error, or end of file), for coder/websocket to read. Returning false makes the runtime park
+// the goroutine on the network poller until fd becomes readable again, then call it again.
+//
+// One read takes what waits, up to a frame of maxFastFrame bytes, and the frames in it are
+// handled in order. The first that is not a heartbeat (or not whole) is handed back with what
+// follows it, as it was sent, for coder/websocket (inputConn serves it first). A read that came
+// back short drained the connection: the poller, edge-triggered, reports what arrives after it,
+// so the goroutine parks without another read (which would only say EAGAIN).
 func (c *socketConn) pollInput(fd uintptr) bool {
-	var peek [maxFastFrame]byte // a frame at most; the pong frame is then built over it
+	var buf [maxFastFrame]byte
 	for {
 		c.mu.Lock()
 		if c.rawClose {
@@ -197,62 +203,97 @@ func (c *socketConn) pollInput(fd uintptr) bool {
 			c.mu.Unlock()
 			return true
 		}
-		n, st := peekInput(fd, peek[:])
+		n, st := readInput(fd, buf[:])
 		if st != inputData {
 			c.mu.Unlock()
 			return st == inputEnd
 		}
-		first, body, size := headFrame(peek[:n])
+		handed, next := c.takeHeartbeatsLocked(fd, buf[:n])
+		c.mu.Unlock()
+		next.run(c)
+		switch {
+		case handed:
+			return true
+		case n < len(buf):
+			return false
+		}
+	}
+}
+
+// takeHeartbeatsLocked handles the frames in b, just read off fd, in order: pongs, and envelope
+// pings, whose pong frames it writes directly when nothing else is being written and queues
+// otherwise. It reports true when it handed input back (the first frame that is not a
+// heartbeat, or not whole, with all that follows it), or the socket can no longer be read here
+// (closing, or mid-frame after a partial write). c.mu must be held.
+func (c *socketConn) takeHeartbeatsLocked(fd uintptr, b []byte) (handed bool, next afterUnlock) {
+	var pong [maxFastFrame]byte // the pong of an envelope ping is no longer than the ping
+	handBack := func(rest []byte) (bool, afterUnlock) {
+		c.in.pending = append(c.in.pending, rest...)
+		return true, next
+	}
+	for len(b) > 0 {
+		if c.closing {
+			// A slow consumer's close, just requested: its handshake reads the rest.
+			return handBack(b)
+		}
+		first, body, size := headFrame(b) // unmasks the payload of a whole frame in place
 		var cid []byte
+		heartbeat := false
 		switch {
 		case size > 0 && first == finPong:
+			heartbeat = true
 		case size > 0 && first == finText && c.format == formatJSON && int64(len(body)) <= c.s.cfg.MaxMessageSize:
 			// A json socket's envelope ping; a protobuf socket's frames all go to coder/websocket.
-			var ok bool
-			if cid, ok = parsePingEnvelope(body); !ok {
-				c.mu.Unlock()
-				return true
-			}
-		default:
-			c.mu.Unlock()
-			return true
+			cid, heartbeat = parsePingEnvelope(body)
 		}
-		if !consumeInput(fd, size) {
-			c.desynced = true // cannot happen: the peek saw the bytes and no one else reads fd
-			c.mu.Unlock()
-			return true
+		if !heartbeat {
+			if size > 0 {
+				maskPayload(b[:size]) // as sent: coder/websocket unmasks it again
+			}
+			return handBack(b)
 		}
 		if first == finPong {
 			if c.pingCancel != nil {
 				c.pingCancel() // a ping through coder/websocket waits for a pong: this is one
 			}
-			c.mu.Unlock()
 			c.pong()
-			continue // more input, or the end of the stream, may follow it
+			b = b[size:]
+			continue
 		}
-		frame := appendPongFrame(peek[:0], cid)
-		written := false
-		var err error
-		if !c.writing && !c.pingWait.Load() && c.head == len(c.q) {
-			written, err = sendFrame(fd, frame)
-		}
-		c.mu.Unlock()
+		frame := appendPongFrame(pong[:0], cid)
+		b = b[size:]
 		c.touch()
 		c.s.rt.metrics.messagesIn.Inc()
+		if c.writing || c.pingWait.Load() || c.head < len(c.q) {
+			// Busy: queued behind the rest (which keeps the pongs of this batch in order too).
+			_, queued := c.queueLocked(append([]byte(nil), frame[2:]...))
+			next = next.and(queued)
+			continue
+		}
+		written, err := sendFrame(fd, frame)
 		switch {
 		case written:
 			c.s.rt.metrics.messagesOut.Inc()
 		case errors.Is(err, errPartialFrame):
 			// The stream is mid-frame: no close frame can follow, the connection is dropped.
-			c.mu.Lock()
 			c.desynced = true
-			c.mu.Unlock()
-			return true
+			return true, next
 		case err != nil:
-			c.closeWith(CloseInternalError, "write failed", causeWriteError, true)
+			next = next.and(afterUnlock{close: c.requestCloseLocked(CloseInternalError, "write failed", causeWriteError, true)})
+			return true, next
 		default:
-			c.Send(append([]byte(nil), frame[2:]...)) // busy or full: queued behind the rest
+			_, queued := c.queueLocked(append([]byte(nil), frame[2:]...)) // the send buffer is full
+			next = next.and(queued)
 		}
+	}
+	return false, next
+}
+
+// maskPayload masks again the payload of the whole masked frame b that headFrame unmasked.
+func maskPayload(b []byte) {
+	p := b[6:]
+	for i := range p {
+		p[i] ^= b[2+i&3]
 	}
 }
 

@@ -27,8 +27,18 @@ func peekReadable(fd uintptr) bool {
 
 // peekInput copies the head of fd's input into b without consuming it or blocking.
 func peekInput(fd uintptr, b []byte) (int, inputState) {
+	return recvInputFlags(fd, b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+}
+
+// readInput reads what fd holds into b (at most len(b) bytes) without blocking.
+func readInput(fd uintptr, b []byte) (int, inputState) {
+	return recvInputFlags(fd, b, syscall.MSG_DONTWAIT)
+}
+
+// recvInputFlags is one recv of at most len(b) bytes with flags (which include MSG_DONTWAIT).
+func recvInputFlags(fd uintptr, b []byte, flags int) (int, inputState) {
 	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
-		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		uintptr(flags), 0, 0)
 	switch {
 	case errno == syscall.EAGAIN:
 		return 0, inputNone

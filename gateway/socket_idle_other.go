@@ -11,6 +11,9 @@ func peekReadable(uintptr) bool { return true }
 // peekInput reports the end at once: outside Linux the read loop waits in coder/websocket.
 func peekInput(uintptr, []byte) (int, inputState) { return 0, inputEnd }
 
+// readInput reports the end at once: outside Linux the read loop waits in coder/websocket.
+func readInput(uintptr, []byte) (int, inputState) { return 0, inputEnd }
+
 // consumeInput is not used outside Linux.
 func consumeInput(uintptr, int) bool { return false }
 
