@@ -226,15 +226,11 @@ func (c *socketConn) pollInput(fd uintptr) bool {
 // heartbeat, or not whole, with all that follows it), or the socket can no longer be read here
 // (closing, or mid-frame after a partial write). c.mu must be held.
 func (c *socketConn) takeHeartbeatsLocked(fd uintptr, b []byte) (handed bool, next afterUnlock) {
-	var pong [maxFastFrame]byte // the pong of an envelope ping is no longer than the ping
-	handBack := func(rest []byte) (bool, afterUnlock) {
-		c.in.pending = append(c.in.pending, rest...)
-		return true, next
-	}
 	for len(b) > 0 {
 		if c.closing {
 			// A slow consumer's close, just requested: its handshake reads the rest.
-			return handBack(b)
+			c.in.pending = append(c.in.pending, b...)
+			return true, next
 		}
 		first, body, size := headFrame(b) // unmasks the payload of a whole frame in place
 		var cid []byte
@@ -250,7 +246,8 @@ func (c *socketConn) takeHeartbeatsLocked(fd uintptr, b []byte) (handed bool, ne
 			if size > 0 {
 				maskPayload(b[:size]) // as sent: coder/websocket unmasks it again
 			}
-			return handBack(b)
+			c.in.pending = append(c.in.pending, b...)
+			return true, next
 		}
 		if first == finPong {
 			if c.pingCancel != nil {
@@ -260,7 +257,10 @@ func (c *socketConn) takeHeartbeatsLocked(fd uintptr, b []byte) (handed bool, ne
 			b = b[size:]
 			continue
 		}
-		frame := appendPongFrame(pong[:0], cid)
+		// Built over the ping's own bytes (appendPongFrame allows it), shorter than the ping, so
+		// the frames after it stay as read; no buffer of its own, so that the read loop's stack
+		// stays within its first 2 KiB (an idle socket's stack is part of its memory).
+		frame := appendPongFrame(b[:0:size], cid)
 		b = b[size:]
 		c.touch()
 		c.s.rt.metrics.messagesIn.Inc()
