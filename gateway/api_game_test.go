@@ -144,6 +144,9 @@ func testGameClientFlow(t *testing.T, b backend) {
 		"Game session "+g.ID+` is already active for this game and currency, under external session id "ext-1".`)
 	wantError(t, s.asUser(t, bob, "POST", "/v2/game-sessions", createBody("slots", "EUR", "ext-1")), 409, 6,
 		"External session id is linked to another game session.")
+	// Creation times have millisecond precision, and sessions created in the same millisecond
+	// list by id: the USD one is made in a later millisecond for the order asserted below.
+	time.Sleep(2 * time.Millisecond)
 	usd := mustGame(t, s.asUser(t, ann, "POST", "/v2/game-sessions", createBody("slots", "USD", "ext-usd")))
 	if list := mustGames(t, s.asUser(t, ann, "GET", "/v2/game-sessions", "")); len(list) != 2 || list[0].ID != g.ID || list[1].ID != usd.ID {
 		t.Errorf("list = %+v, want the EUR then the USD session", list)
