@@ -160,8 +160,13 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 		servers = append(servers, s.httpServer(mux, metricsLn))
 	}
 	tls := s.cfg.TLSCert != ""
+	apiServed := apiLn
+	if !tls {
+		// Socket upgrades are read and served without net/http's connection (upgrade.go).
+		apiServed = newUpgradeListener(apiLn, s, servers[0].ReadHeaderTimeout)
+	}
 	for i, srv := range servers {
-		ln := apiLn
+		ln := apiServed
 		if i == 1 {
 			ln = metricsLn
 		}

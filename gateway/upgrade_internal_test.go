@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestParseUpgradeHead: the heads served without net/http, and the ones handed to it.
+func TestParseUpgradeHead(t *testing.T) {
+	const base = "GET /ws?token=abc&status=true HTTP/1.1\r\nHost: 127.0.0.1:7350\r\nUpgrade: websocket\r\n" +
+		"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	r := parseUpgradeHead([]byte(base))
+	if r == nil {
+		t.Fatal("a plain upgrade head was handed off")
+	}
+	if r.Method != "GET" || r.URL.Path != "/ws" || r.URL.Query().Get("token") != "abc" || r.Host != "127.0.0.1:7350" ||
+		r.Header.Get("Sec-Websocket-Key") != "dGhlIHNhbXBsZSBub25jZQ==" || r.Header.Get("Host") != "" ||
+		!r.ProtoAtLeast(1, 1) || r.RequestURI != "/ws?token=abc&status=true" || r.Body == nil {
+		t.Errorf("parsed %+v", r)
+	}
+	if r := parseUpgradeHead([]byte(strings.Replace(base, "GET /ws?", "GET /ws/?", 1))); r == nil {
+		t.Error("/ws/ was handed off")
+	}
+	if r := parseUpgradeHead([]byte(base + "X-Empty:\r\nOrigin:  http://game.example \t\r\n")); r == nil ||
+		r.Header.Get("Origin") != "http://game.example" || len(r.Header["X-Empty"]) != 1 {
+		t.Errorf("values not trimmed or empty value lost: %+v", r)
+	}
+	for name, head := range map[string]string{
+		"another path":      strings.Replace(base, "/ws?", "/wsx?", 1),
+		"an API path":       strings.Replace(base, "/ws?", "/v2/account?", 1),
+		"another method":    strings.Replace(base, "GET ", "POST ", 1),
+		"HTTP/1.0":          strings.Replace(base, "HTTP/1.1\r\n", "HTTP/1.0\r\n", 1),
+		"a space in target": strings.Replace(base, "token=abc", "token=a bc", 1),
+		"no Host":           strings.Replace(base, "Host: 127.0.0.1:7350\r\n", "", 1),
+		"two Hosts":         base + "Host: other\r\n",
+		"an empty Host":     strings.Replace(base, "Host: 127.0.0.1:7350", "Host: ", 1),
+		"a body":            base + "Content-Length: 2\r\n",
+		"a chunked body":    base + "Transfer-Encoding: chunked\r\n",
+		"an Expect":         base + "Expect: 100-continue\r\n",
+		"a folded header":   base + "X-A: 1\r\n  continued\r\n",
+		"a bad header name": base + "X A: 1\r\n",
+		"no colon":          base + "X-A\r\n",
+		"a control char":    base + "X-A: 1\x00\r\n",
+		"a bare LF line":    base + "X-A: 1\nX-B: 2\r\n",
+		"no line end":       "GET /ws HTTP/1.1",
+	} {
+		if r := parseUpgradeHead([]byte(head)); r != nil {
+			t.Errorf("%s: served here, want it handed to net/http", name)
+		}
+	}
+}
+
+// TestCouldBeUpgrade: a request for anything but /ws is handed off after its first read.
+func TestCouldBeUpgrade(t *testing.T) {
+	for _, b := range []string{"", "G", "GET /w", "GET /ws", "GET /ws?", "GET /ws ", "GET /ws/"} {
+		if !couldBeUpgrade([]byte(b)) {
+			t.Errorf("%q: not a possible upgrade", b)
+		}
+	}
+	for _, b := range []string{"P", "POST /ws", "GET /v2", "GET /wsx", "GET /ws.json", "get /ws"} {
+		if couldBeUpgrade([]byte(b)) {
+			t.Errorf("%q: a possible upgrade", b)
+		}
+	}
+}
