@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -58,7 +59,14 @@ const (
 )
 
 // login authenticates c's device on target and keeps the token.
+// With the centrifugo protocol the token is minted here, for user c.device.
 func (w *worker) login(ctx context.Context, c *client, target string, create bool) error {
+	if w.plan.Protocol == ProtocolCentrifugo {
+		c.mu.Lock()
+		c.token, c.tokenAt = centrifugoToken(w.plan.CentrifugoSecret, c.device, time.Now().Add(centrifugoTokenTTL)), time.Now()
+		c.mu.Unlock()
+		return nil
+	}
 	tok, err := w.authenticate(ctx, target, c.device, create)
 	if err != nil {
 		return err
@@ -76,7 +84,8 @@ func (c *client) session() (string, time.Time) {
 	return c.token, c.tokenAt
 }
 
-// tokenUserID reads the uid claim of a session token (the signature is the server's business).
+// tokenUserID reads the uid claim of a session token, or the sub claim of a centrifugo
+// connection token (the signature is the server's business).
 func tokenUserID(tok string) string {
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
@@ -88,9 +97,10 @@ func tokenUserID(tok string) string {
 	}
 	var claims struct {
 		UID string `json:"uid"`
+		Sub string `json:"sub"`
 	}
 	_ = json.Unmarshal(b, &claims)
-	return claims.UID
+	return cmp.Or(claims.UID, claims.Sub)
 }
 
 // authenticate POSTs a device authentication to target and returns the session token.
@@ -162,7 +172,11 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 	defer cancel()
 	t0 := time.Now()
 	tok, _ := c.session()
-	conn, status, err := dialWS(cctx, w.dial, wsURL(target, tok))
+	u := wsURL(target, tok)
+	if w.plan.Protocol == ProtocolCentrifugo {
+		u = centrifugoURL(target) // the token goes in the connect command
+	}
+	conn, status, err := dialWS(cctx, w.dial, u)
 	if err != nil {
 		switch {
 		case status != 0:
@@ -177,6 +191,13 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 	fail := func(kind string) (*sock, string, int) {
 		conn.CloseNow()
 		return nil, kind, 0
+	}
+	if w.plan.Protocol == ProtocolCentrifugo {
+		if kind := w.centrifugoConnect(cctx, s, tok); kind != "" {
+			return fail("connect" + kind)
+		}
+		s.took = time.Since(t0)
+		return s, "", 0 // validateProtocol allows no status, follows or session ids
 	}
 	if err := conn.Write(cctx, firstPing); err != nil {
 		return fail("first_ping_write")
@@ -238,15 +259,9 @@ type envelope struct {
 // presence events on the way. It returns "" or the kind of failure (_timeout, _read, _error).
 func (w *worker) await(ctx context.Context, s *sock, cid string) string {
 	for {
-		typ, msg, err := s.conn.Read(ctx)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-				return "_timeout"
-			}
-			return "_read"
-		}
-		if typ != opText {
-			continue
+		msg, kind := readText(ctx, s)
+		if kind != "" {
+			return kind
 		}
 		var env envelope
 		if err := json.Unmarshal(msg, &env); err != nil {
@@ -260,6 +275,23 @@ func (w *worker) await(ctx context.Context, s *sock, cid string) string {
 		}
 		if cid == "" || env.Cid == cid {
 			return ""
+		}
+	}
+}
+
+// readText reads s up to its next text message; on failure it returns the kind of failure
+// (_timeout, _read).
+func readText(ctx context.Context, s *sock) ([]byte, string) {
+	for {
+		typ, msg, err := s.conn.Read(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+				return nil, "_timeout"
+			}
+			return nil, "_read"
+		}
+		if typ == opText {
+			return msg, ""
 		}
 	}
 }
@@ -334,6 +366,10 @@ func (w *worker) readUntilEnd(s *sock) error {
 			return err
 		}
 		if typ != opText {
+			continue
+		}
+		if w.plan.Protocol == ProtocolCentrifugo {
+			w.centrifugoPong(s, msg)
 			continue
 		}
 		if bytes.Contains(msg, []byte(`"status_presence_event"`)) {

@@ -102,6 +102,10 @@ func (c *Config) keepsHold() bool {
 func (c *Config) CommandLine() string {
 	args := []string{"loadtest", c.Scenario}
 	add := func(flag string, v any) { args = append(args, fmt.Sprintf("--%s=%v", flag, v)) }
+	if c.Protocol == ProtocolCentrifugo {
+		add("protocol", c.Protocol)
+		add("centrifugo-secret", "SECRET") // a placeholder: the command line is printed in reports
+	}
 	for _, t := range c.Targets {
 		add("target", t)
 	}

@@ -120,12 +120,14 @@ process_resident_memory_bytes 2.1e+07
 sessiongate_socket_connects_total{result="ok"} 5
 sessiongate_socket_connects_total{result="refused",x="a}b"} 2
 http_duration_seconds_bucket{le="+Inf"} 3 1700000000000
+rpc_duration_seconds{quantile="0.5"} NaN
+rpc_duration_seconds{quantile="0.99"} 0.25
 `
 	m, err := parseMetrics(stringsReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"go_goroutines": 12, "process_resident_memory_bytes": 2.1e7, "sessiongate_socket_connects_total": 7, "http_duration_seconds_bucket": 3}
+	want := map[string]float64{"go_goroutines": 12, "process_resident_memory_bytes": 2.1e7, "sessiongate_socket_connects_total": 7, "http_duration_seconds_bucket": 3, "rpc_duration_seconds": 0.25}
 	for k, v := range want {
 		if m[k] != v {
 			t.Errorf("%s = %v, want %v", k, m[k], v)

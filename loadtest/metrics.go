@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -84,6 +85,9 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 		v, err := strconv.ParseFloat(fields[0], 64)
 		if err != nil {
 			return nil, fmt.Errorf("malformed value in %q", line)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue // a summary's quantile with no observations yet (Centrifugo exports some); JSON has no NaN
 		}
 		vals[name] += v
 	}

@@ -47,6 +47,7 @@ type ServerFigures struct {
 // Report is every figure of a run.
 type Report struct {
 	Scenario     string    `json:"scenario"`
+	Protocol     string    `json:"protocol"`
 	RunID        string    `json:"run_id"`
 	Started      time.Time `json:"started"`
 	Targets      []string  `json:"targets"`

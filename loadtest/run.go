@@ -99,6 +99,11 @@ type Config struct {
 	// ScrapeInterval is how often the timeline reads the targets' /metrics (RSS and sockets
 	// over time); 0 means 2s, negative disables. Client counts are sampled every 250ms.
 	ScrapeInterval time.Duration
+	// Protocol is what the sockets speak: ProtocolSessiongate (default) or ProtocolCentrifugo,
+	// a baseline for the connect and hold scenarios (centrifugo.go), whose connection tokens
+	// are signed with CentrifugoSecret, the server's token HMAC secret.
+	Protocol         string
+	CentrifugoSecret string
 }
 
 // Scenarios are the scenarios Run knows.
@@ -110,6 +115,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("unknown scenario %q (%s)", c.Scenario, strings.Join(Scenarios, ", "))
 	}
 	if err := c.validateScenario(); err != nil {
+		return err
+	}
+	if err := c.validateProtocol(); err != nil {
 		return err
 	}
 	if len(c.Targets) == 0 {
@@ -253,7 +261,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Scenario == "churn" {
 		ops = cfg.churnOps()
 	}
-	rep := &Report{Scenario: cfg.Scenario, RunID: hex.EncodeToString(runID), Started: time.Now().UTC(), Clients: cfg.Clients,
+	rep := &Report{Scenario: cfg.Scenario, Protocol: cfg.Protocol, RunID: hex.EncodeToString(runID), Started: time.Now().UTC(), Clients: cfg.Clients,
 		Rate: cfg.Rate, InFlight: cfg.InFlight, Workers: cfg.Workers, Targets: cfg.Targets, PingInterval: cfg.PingInterval.String(),
 		Hold: cfg.Hold.String(), Settle: cfg.Settle.String(), Ops: ops, Lifetime: cfg.Lifetime.String(), Status: cfg.Status,
 		Follow: cfg.Follow, StormSignal: cfg.StormSignal, Users: cfg.Users, Errors: map[string]int64{}, CloseCodes: map[string]int64{}}
@@ -274,7 +282,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			Ops:     ops*(i+1)/cfg.Workers - ops*i/cfg.Workers, Lifetime: cfg.Lifetime, Status: cfg.Status, Follow: cfg.Follow,
 			BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, ReconnectFor: cfg.ReconnectFor,
 			APITarget: cfg.APITarget, HTTPKey: cfg.HTTPKey, DisconnectBy: cfg.DisconnectBy,
-			Users:       cfg.Users,
+			Users: cfg.Users, Protocol: cfg.Protocol, CentrifugoSecret: cfg.CentrifugoSecret,
 			ActRate:     cfg.ActRate / float64(cfg.Workers),
 			ActInFlight: max(1, cfg.ActInFlight*(i+1)/cfg.Workers-cfg.ActInFlight*i/cfg.Workers),
 		}

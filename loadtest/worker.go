@@ -53,6 +53,10 @@ type WorkerPlan struct {
 	DisconnectBy string `json:"disconnect_by"`
 	// Users > 0: the clients share that many accounts (client i is user i mod Users).
 	Users int `json:"users"`
+	// Protocol is what the sockets speak (ProtocolSessiongate or ProtocolCentrifugo), and
+	// CentrifugoSecret the HMAC key the centrifugo protocol signs connection tokens with.
+	Protocol         string `json:"protocol"`
+	CentrifugoSecret string `json:"centrifugo_secret,omitempty"`
 	// ActRate and ActInFlight pace the logout and disconnect calls.
 	ActRate     float64 `json:"act_rate"`
 	ActInFlight int     `json:"act_in_flight"`
@@ -109,10 +113,11 @@ const (
 	// CountAcceptedAfterLogout is sockets a node still accepted with a logged-out token before
 	// it refused it (revocation not there yet); past refusalBound that is an error.
 	CountAcceptedAfterLogout = "accepted_after_logout"
-	CountReconnected         = "reconnected"        // storm: dropped clients connected again
-	CountAttempts            = "reconnect_attempts" // storm: dials made to reconnect, failures included
-	CountDisconnected        = "disconnected"       // disconnect: sockets closed by the server API
-	CountDisconnectAck       = "disconnect_acked"   // disconnect: sockets the API calls' answers counted
+	CountReconnected         = "reconnected"           // storm: dropped clients connected again
+	CountAttempts            = "reconnect_attempts"    // storm: dials made to reconnect, failures included
+	CountDisconnected        = "disconnected"          // disconnect: sockets closed by the server API
+	CountDisconnectAck       = "disconnect_acked"      // disconnect: sockets the API calls' answers counted
+	CountServerPingsAnswered = "server_pings_answered" // centrifugo: the server's pings answered
 )
 
 // WorkerResult is everything a worker measured.
