@@ -34,25 +34,37 @@ each_run() {
 # waits until it is ready, stop_gateway stops it (also on exit).
 gw=
 start_gateway() {
-  if curl -fs -o /dev/null http://127.0.0.1:7350/readyz 2>/dev/null; then
-    echo "127.0.0.1:7350 answers already: stop that gateway first" >&2
-    return 1
-  fi
+  refuse_taken http://127.0.0.1:7350/readyz 127.0.0.1:7350 || return 1
   "$out/gateway-$1" --addr 127.0.0.1:7350 --metrics-addr 127.0.0.1:9100 --log-level warn >>"$out/gateway.log" 2>&1 &
   gw=$!
+  await_ready "$gw" http://127.0.0.1:7350/readyz "gateway-$1 (is 127.0.0.1:7350 or :9100 taken?)" "$out/gateway.log"
+}
+stop_gateway() { stop_pid "$gw"; gw=; }
+trap stop_gateway EXIT
+
+# refuse_taken URL WHERE fails when URL answers already: another server holds WHERE.
+refuse_taken() {
+  if curl -fs -o /dev/null "$1" 2>/dev/null; then
+    echo "$2 answers already: stop that server first" >&2
+    return 1
+  fi
+}
+
+# await_ready PID URL WHAT LOG waits until URL answers, for as long as process PID lives.
+await_ready() {
   for _ in $(seq 100); do
-    curl -fs http://127.0.0.1:7350/readyz >/dev/null 2>&1 && return 0
-    kill -0 "$gw" 2>/dev/null || break
+    curl -fs -o /dev/null "$2" 2>/dev/null && return 0
+    kill -0 "$1" 2>/dev/null || break
     sleep 0.1
   done
-  echo "gateway-$1 did not become ready (is 127.0.0.1:7350 or :9100 taken?); see $out/gateway.log" >&2
+  echo "$3 did not become ready; see $4" >&2
   return 1
 }
-stop_gateway() {
-  if [ -n "$gw" ]; then
-    kill "$gw" 2>/dev/null || true
-    wait "$gw" 2>/dev/null || true
+
+# stop_pid PID stops process PID, if any, and waits for it.
+stop_pid() {
+  if [ -n "$1" ]; then
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
   fi
-  gw=
 }
-trap stop_gateway EXIT
