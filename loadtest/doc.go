@@ -2,7 +2,9 @@
 // authenticate over HTTP, hold WebSockets, heartbeat, set a status and follow friends, log out,
 // reconnect when their node goes away, and get disconnected by the server API; the report of
 // what they measured (summary table, JSON, a self-contained HTML page); and the benchmark
-// suite that starts gateway processes (StartNodes) and writes BENCHMARKS.md's figures.
+// suite that starts gateway processes (StartNodes) and writes BENCHMARKS.md's figures. The
+// same clients can load a Centrifugo server instead (Config.Protocol, centrifugo.go), the
+// baseline DESIGN.md's targets were set against, so that both are measured in one run.
 //
 // A run (Run) is coordinated in phases. Every worker (in this process, or a process of its own
 // started through Config.WorkerCommand and driven by ServeWorker over stdin/stdout)
