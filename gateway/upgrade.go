@@ -226,63 +226,89 @@ func couldBeUpgrade(b []byte) bool {
 // blank line left out) as a request this file serves: GET of /ws (or /ws/) over HTTP/1.1, with
 // one Host header, no body, and header lines net/http would take as they are. It returns nil
 // for anything else, which net/http then parses (and answers, or refuses) itself.
-func parseUpgradeHead(head []byte) *http.Request {
-	line, rest, ok := bytes.Cut(head, []byte("\r\n"))
+//
+// The request's strings (target, header values) are all substrings of one copy of head, and
+// its header values share one backing array: a few allocations instead of two per header.
+func parseUpgradeHead(headBytes []byte) *http.Request {
+	head := string(headBytes)
+	line, rest, ok := strings.Cut(head, "\r\n")
 	if !ok {
 		return nil
 	}
-	target, ok := bytes.CutPrefix(line, []byte("GET "))
+	target, ok := strings.CutPrefix(line, "GET ")
 	if !ok {
 		return nil
 	}
-	target, ok = bytes.CutSuffix(target, []byte(" HTTP/1.1"))
-	if !ok || len(target) == 0 || bytes.IndexByte(target, ' ') >= 0 {
+	target, ok = strings.CutSuffix(target, " HTTP/1.1")
+	if !ok || target == "" || strings.IndexByte(target, ' ') >= 0 {
 		return nil
 	}
-	path, _, _ := bytes.Cut(target, []byte("?"))
-	if string(path) != "/ws" && string(path) != "/ws/" {
+	if path, _, _ := strings.Cut(target, "?"); path != "/ws" && path != "/ws/" {
 		return nil
 	}
-	u, err := url.ParseRequestURI(string(target))
+	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		return nil
 	}
 	h := make(http.Header, 8)
+	values := make([]string, 0, 12)
 	host, hosts := "", 0
-	for len(rest) > 0 {
-		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		name, value, ok := bytes.Cut(line, []byte(":"))
+	for rest != "" {
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		name, value, ok := strings.Cut(line, ":")
 		if !ok || !validHeaderName(name) {
 			return nil // includes a folded line (it starts with a space or a tab)
 		}
-		value = bytes.Trim(value, " \t")
+		value = strings.Trim(value, " \t")
 		if !validHeaderValue(value) {
 			return nil
 		}
-		key := textproto.CanonicalMIMEHeaderKey(string(name))
+		key := headerKey(name)
 		switch key {
 		case "Host":
-			host, hosts = string(value), hosts+1
+			host, hosts = value, hosts+1
 			continue // net/http keeps it in Request.Host, not in the header map
 		case "Content-Length", "Transfer-Encoding", "Expect":
 			return nil // a body, or the promise of one
 		}
-		h[key] = append(h[key], string(value))
+		if prev := h[key]; prev != nil {
+			h[key] = append(prev, value) // a repeated header: a slice of its own (prev's cap is 1)
+			continue
+		}
+		values = append(values, value)
+		n := len(values)
+		h[key] = values[n-1 : n : n]
 	}
 	if hosts != 1 || host == "" {
 		return nil
 	}
 	return &http.Request{Method: http.MethodGet, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Body: http.NoBody, Host: host, RequestURI: string(target)}
+		Header: h, Body: http.NoBody, Host: host, RequestURI: target}
+}
+
+// commonHeaderKeys are the canonical keys (textproto's spelling) of headers an upgrade request
+// usually carries: headerKey finds them without building the key.
+var commonHeaderKeys = [...]string{"Host", "Upgrade", "Connection", "Sec-Websocket-Key", "Sec-Websocket-Version",
+	"Sec-Websocket-Extensions", "Sec-Websocket-Protocol", "Origin", "Authorization", "User-Agent", "Accept-Encoding",
+	"Accept-Language", "Cache-Control", "Pragma", "Cookie", "Content-Length", "Transfer-Encoding", "Expect"}
+
+// headerKey is textproto.CanonicalMIMEHeaderKey(name) for a valid header name.
+func headerKey(name string) string {
+	for _, k := range commonHeaderKeys {
+		if len(k) == len(name) && strings.EqualFold(k, name) {
+			return k
+		}
+	}
+	return textproto.CanonicalMIMEHeaderKey(name)
 }
 
 // validHeaderName reports whether b is a token (RFC 9110 5.6.2).
-func validHeaderName(b []byte) bool {
+func validHeaderName(b string) bool {
 	if len(b) == 0 {
 		return false
 	}
-	for _, c := range b {
-		switch {
+	for i := range len(b) {
+		switch c := b[i]; {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
 		default:
@@ -294,9 +320,9 @@ func validHeaderName(b []byte) bool {
 
 // validHeaderValue reports whether b holds only field-value characters: visible ASCII,
 // obs-text, spaces and tabs.
-func validHeaderValue(b []byte) bool {
-	for _, c := range b {
-		if c < ' ' && c != '\t' || c == 0x7f {
+func validHeaderValue(b string) bool {
+	for i := range len(b) {
+		if c := b[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false
 		}
 	}
@@ -354,8 +380,11 @@ func (w *upgradeResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.hijacked = true
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(w.carried)), w.nc), max(16, len(w.carried)))
-	if len(w.carried) > 0 {
+	var br *bufio.Reader
+	if len(w.carried) == 0 {
+		br = bufio.NewReaderSize(w.nc, 16) // nothing buffered: the hijacker reads the connection itself
+	} else {
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(w.carried)), w.nc), len(w.carried))
 		_, _ = br.Peek(len(w.carried)) // buffered now, so that the hijacker carries them over
 	}
 	return w.nc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.nc, 16)), nil
