@@ -163,7 +163,7 @@ func (s *Server) Run(ctx context.Context, apiLn, metricsLn net.Listener) error {
 	apiServed := apiLn
 	if !tls {
 		// Socket upgrades are read and served without net/http's connection (upgrade.go).
-		apiServed = newUpgradeListener(apiLn, s, servers[0].ReadHeaderTimeout)
+		apiServed = newUpgradeListener(apiLn, s, s.log, servers[0].ReadHeaderTimeout)
 	}
 	for i, srv := range servers {
 		ln := apiServed

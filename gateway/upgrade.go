@@ -4,17 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // Socket upgrades without net/http's connection machinery.
@@ -45,7 +49,8 @@ const upgradeHeadSize = 4 << 10
 // serves socket upgrades (serveFirst), and returns the other connections from Accept.
 type upgradeListener struct {
 	net.Listener
-	s           *Server
+	handler     http.Handler // the server's ServeHTTP
+	log         zerolog.Logger
 	headTimeout time.Duration
 
 	handoff   chan net.Conn // connections for net/http, with the bytes read so far
@@ -61,8 +66,8 @@ type upgradeListener struct {
 }
 
 // newUpgradeListener starts accepting on ln; Close stops it.
-func newUpgradeListener(ln net.Listener, s *Server, headTimeout time.Duration) *upgradeListener {
-	l := &upgradeListener{Listener: ln, s: s, headTimeout: headTimeout, handoff: make(chan net.Conn),
+func newUpgradeListener(ln net.Listener, handler http.Handler, log zerolog.Logger, headTimeout time.Duration) *upgradeListener {
+	l := &upgradeListener{Listener: ln, handler: handler, log: log, headTimeout: headTimeout, handoff: make(chan net.Conn),
 		closed: make(chan struct{}), reading: make(map[net.Conn]struct{})}
 	l.acceptWG.Add(1)
 	go l.acceptLoop()
@@ -79,7 +84,7 @@ func (l *upgradeListener) acceptLoop() {
 		if err != nil {
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				l.s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
+				l.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
 				select {
 				case <-time.After(backoff):
 					continue
@@ -194,10 +199,27 @@ func (l *upgradeListener) serveFirst(nc net.Conn) {
 	}
 	r.RemoteAddr = nc.RemoteAddr().String()
 	w := &upgradeResponse{nc: nc, carried: buf[end+4 : n]}
-	l.s.ServeHTTP(w, r)
-	if !w.hijacked {
+	if l.serve(w, r) && !w.hijacked {
 		w.finish()
 	}
+}
+
+// serve runs the handler as net/http does: a panic in it is logged with its stack and ends
+// this connection only (reported false), not the process.
+func (l *upgradeListener) serve(w *upgradeResponse, r *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				l.log.Error().Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Str("path", r.URL.Path).Msg("handler panicked")
+			}
+			if !w.hijacked {
+				_ = w.nc.Close()
+			}
+			ok = false
+		}
+	}()
+	l.handler.ServeHTTP(w, r)
+	return true
 }
 
 // handOff gives nc to net/http, or closes it once the listener is closed.

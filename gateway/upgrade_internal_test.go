@@ -1,8 +1,15 @@
 package gateway
 
 import (
+	"io"
+	"net"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // TestParseUpgradeHead: the heads served without net/http, and the ones handed to it.
@@ -61,5 +68,63 @@ func TestCouldBeUpgrade(t *testing.T) {
 		if couldBeUpgrade([]byte(b)) {
 			t.Errorf("%q: a possible upgrade", b)
 		}
+	}
+}
+
+// TestUpgradeListenerHandlerPanic: a handler that panics on an upgrade read outside net/http
+// ends that connection only, as net/http would; the listener goes on serving, and hands other
+// requests to net/http.
+func TestUpgradeListenerHandlerPanic(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			panic("handler bug")
+		}
+		_, _ = io.WriteString(w, "served by net/http")
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var panics atomic.Int32
+	log := zerolog.New(io.Discard).Hook(zerolog.HookFunc(func(_ *zerolog.Event, _ zerolog.Level, msg string) {
+		if msg == "handler panicked" {
+			panics.Add(1)
+		}
+	}))
+	l := newUpgradeListener(ln, handler, log, time.Second)
+	srv := &http.Server{Handler: handler}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() {
+		_ = srv.Close()
+		if err := <-served; err != http.ErrServerClosed {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	for range 2 {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(nc, "GET /ws?token=x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
+			t.Fatalf("after the panic: %q, %v; want the connection closed with no answer", b, err)
+		}
+		nc.Close()
+	}
+	if n := panics.Load(); n != 2 {
+		t.Errorf("%d panics logged, want 2", n)
+	}
+	resp, err := http.Get("http://" + ln.Addr().String() + "/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "served by net/http" {
+		t.Errorf("another request: %d %q", resp.StatusCode, b)
 	}
 }
