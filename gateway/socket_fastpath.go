@@ -70,11 +70,8 @@ func headFrame(b []byte) (first byte, payload []byte, size int) {
 	if n > 125 || 6+n > len(b) {
 		return 0, nil, 0 // an extended length, or not whole
 	}
-	p := b[6 : 6+n]
-	for i := range p {
-		p[i] ^= b[2+i&3]
-	}
-	return b[0], p, 6 + n
+	toggleMask(b[:6+n])
+	return b[0], b[6 : 6+n], 6 + n
 }
 
 // parsePingEnvelope recognises {"cid":"...","ping":{}} (either order, cid optional, JSON
@@ -244,7 +241,7 @@ func (c *socketConn) takeHeartbeatsLocked(fd uintptr, b []byte) (handed bool, ne
 		}
 		if !heartbeat {
 			if size > 0 {
-				maskPayload(b[:size]) // as sent: coder/websocket unmasks it again
+				toggleMask(b[:size]) // as sent: coder/websocket unmasks it again
 			}
 			c.in.pending = append(c.in.pending, b...)
 			return true, next
@@ -264,13 +261,11 @@ func (c *socketConn) takeHeartbeatsLocked(fd uintptr, b []byte) (handed bool, ne
 		b = b[size:]
 		c.touch()
 		c.s.rt.metrics.messagesIn.Inc()
-		if c.writing || c.pingWait.Load() || c.head < len(c.q) {
-			// Busy: queued behind the rest (which keeps the pongs of this batch in order too).
-			_, queued := c.queueLocked(append([]byte(nil), frame[2:]...))
-			next = next.and(queued)
-			continue
+		var written bool
+		var err error
+		if !c.writing && !c.pingWait.Load() && c.head == len(c.q) {
+			written, err = sendFrame(fd, frame)
 		}
-		written, err := sendFrame(fd, frame)
 		switch {
 		case written:
 			c.s.rt.metrics.messagesOut.Inc()
@@ -282,15 +277,18 @@ func (c *socketConn) takeHeartbeatsLocked(fd uintptr, b []byte) (handed bool, ne
 			next = next.and(afterUnlock{close: c.requestCloseLocked(CloseInternalError, "write failed", causeWriteError, true)})
 			return true, next
 		default:
-			_, queued := c.queueLocked(append([]byte(nil), frame[2:]...)) // the send buffer is full
+			// Busy, or the send buffer is full: queued behind the rest (which keeps the pongs of
+			// this batch in order too).
+			_, queued := c.queueLocked(append([]byte(nil), frame[2:]...))
 			next = next.and(queued)
 		}
 	}
 	return false, next
 }
 
-// maskPayload masks again the payload of the whole masked frame b that headFrame unmasked.
-func maskPayload(b []byte) {
+// toggleMask applies the masking key of the whole masked frame b (7-bit length) to its
+// payload: it unmasks a payload as sent, and masks again one that was unmasked.
+func toggleMask(b []byte) {
 	p := b[6:]
 	for i := range p {
 		p[i] ^= b[2+i&3]

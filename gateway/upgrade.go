@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -393,11 +394,7 @@ func (w *upgradeResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
-	code := w.code
-	if code == 0 {
-		code = http.StatusOK
-	}
-	if _, err := w.nc.Write(w.appendHead(make([]byte, 0, 256), code)); err != nil {
+	if _, err := w.nc.Write(w.appendHead(make([]byte, 0, 256))); err != nil {
 		_ = w.nc.Close()
 		return nil, nil, err
 	}
@@ -412,8 +409,10 @@ func (w *upgradeResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return w.nc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.nc, 16)), nil
 }
 
-// appendHead appends the status line and the headers, sorted, to b.
-func (w *upgradeResponse) appendHead(b []byte, code int) []byte {
+// appendHead appends the status line (200 when the handler set none) and the headers, sorted,
+// to b.
+func (w *upgradeResponse) appendHead(b []byte) []byte {
+	code := cmp.Or(w.code, http.StatusOK)
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, ' ')
@@ -437,10 +436,6 @@ func (w *upgradeResponse) appendHead(b []byte, code int) []byte {
 
 // finish writes the response of a request that was not upgraded, and closes the connection.
 func (w *upgradeResponse) finish() {
-	code := w.code
-	if code == 0 {
-		code = http.StatusOK
-	}
 	h := w.Header()
 	h.Del("Transfer-Encoding")
 	h.Set("Content-Length", strconv.Itoa(len(w.body)))
@@ -450,7 +445,7 @@ func (w *upgradeResponse) finish() {
 		h.Set("Content-Type", http.DetectContentType(w.body))
 	}
 	_ = w.nc.SetWriteDeadline(time.Now().Add(finishWait))
-	_, _ = w.nc.Write(append(w.appendHead(make([]byte, 0, 256+len(w.body)), code), w.body...))
+	_, _ = w.nc.Write(append(w.appendHead(make([]byte, 0, 256+len(w.body))), w.body...))
 	// As net/http does: end the stream and let the client close first, so that bytes it sent
 	// that were never read do not make the close a reset, which could cut the response short.
 	if tc, ok := w.nc.(*net.TCPConn); ok && tc.CloseWrite() == nil {
