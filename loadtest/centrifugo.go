@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -75,8 +74,7 @@ func centrifugoToken(secret, sub string, exp time.Time) string {
 
 // centrifugoURL is target's Centrifugo WebSocket endpoint.
 func centrifugoURL(target string) string {
-	u := strings.Replace(strings.Replace(target, "https://", "wss://", 1), "http://", "ws://", 1)
-	return u + "/connection/websocket"
+	return wsBase(target) + "/connection/websocket"
 }
 
 // centrifugoConnectID is the id of the connect command, the socket's first.

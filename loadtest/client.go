@@ -137,8 +137,12 @@ func (w *worker) postJSON(ctx context.Context, u, authz string, body []byte, out
 
 // wsURL is target's socket URL for token.
 func wsURL(target, token string) string {
-	u := strings.Replace(strings.Replace(target, "https://", "wss://", 1), "http://", "ws://", 1)
-	return u + "/ws?format=json&token=" + url.QueryEscape(token)
+	return wsBase(target) + "/ws?format=json&token=" + url.QueryEscape(token)
+}
+
+// wsBase is target's base URL with the WebSocket scheme (http → ws, https → wss).
+func wsBase(target string) string {
+	return strings.Replace(strings.Replace(target, "https://", "wss://", 1), "http://", "ws://", 1)
 }
 
 // connect opens c's socket on its target and records the connect time; failures are counted.
@@ -172,9 +176,11 @@ func (w *worker) openSocket(ctx context.Context, c *client, target string) (*soc
 	defer cancel()
 	t0 := time.Now()
 	tok, _ := c.session()
-	u := wsURL(target, tok)
+	var u string
 	if w.plan.Protocol == ProtocolCentrifugo {
 		u = centrifugoURL(target) // the token goes in the connect command
+	} else {
+		u = wsURL(target, tok)
 	}
 	conn, status, err := dialWS(cctx, w.dial, u)
 	if err != nil {
