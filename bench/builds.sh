@@ -61,6 +61,10 @@ await_ready() {
   return 1
 }
 
+# cpu_seconds PID prints process PID's user + system CPU in seconds (fields 14 and 15 of
+# /proc/PID/stat).
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
+
 # stop_pid PID stops process PID, if any, and waits for it.
 stop_pid() {
   if [ -n "$1" ]; then

@@ -27,8 +27,6 @@ cd "$(dirname "$0")/.."
 build_ab heartbeat "$base"
 
 metric() { curl -s http://127.0.0.1:9100/metrics | awk -v n="$1" '$1 == n { print $2 }'; }
-# cpu prints the gateway's user + system CPU in seconds (fields 14 and 15 of /proc/PID/stat).
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$gw/stat"; }
 
 measure() { # build scenario ping-interval counter
   start_gateway "$1"
@@ -37,9 +35,9 @@ measure() { # build scenario ping-interval counter
   local lt=$!
   sleep 45
   local c1 p1 c2 p2
-  p1=$(metric "$4"); c1=$(cpu)
+  p1=$(metric "$4"); c1=$(cpu_seconds "$gw")
   sleep 40
-  c2=$(cpu); p2=$(metric "$4")
+  c2=$(cpu_seconds "$gw"); p2=$(metric "$4")
   wait "$lt" || true
   stop_gateway
   python3 -c "

@@ -71,7 +71,6 @@ server() {
   esac
 }
 stop_server() { stop_gateway; stop_centrifugo; }
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$pid/stat"; }
 
 connect() { # system run
   server "$1"
@@ -94,9 +93,9 @@ idle() { # system run
   local lt=$!
   sleep 45
   local c1 c2
-  c1=$(cpu)
+  c1=$(cpu_seconds "$pid")
   sleep 40
-  c2=$(cpu)
+  c2=$(cpu_seconds "$pid")
   wait "$lt" || true
   stop_server
   python3 - "$1" "$c1" "$c2" "$out/idle-$1-$2.json" <<'PY' | tee -a "$out/results.txt"
