@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -63,13 +64,28 @@ type upgradeListener struct {
 
 	mu      sync.Mutex
 	reading map[net.Conn]struct{} // connections whose first request is being read here
-	conns   sync.WaitGroup        // their goroutines
+	conns   sync.WaitGroup        // each until its first request is served or handed to net/http
+
+	// Heads read whole go to a few long-lived workers (serveHead), see upgradeWorker.
+	heads      chan readHead // unbuffered: taken only by a worker waiting for one
+	workers    sync.WaitGroup
+	numWorkers int // under mu; never more than maxWorkers
+	maxWorkers int
+}
+
+// readHead is a connection whose first request head has been read, for a worker to serve.
+type readHead struct {
+	nc  net.Conn
+	buf *[]byte // from headBufs: the n bytes read, the head's end (its blank line) at end
+	n   int
+	end int
 }
 
 // newUpgradeListener starts accepting on ln; Close stops it.
 func newUpgradeListener(ln net.Listener, handler http.Handler, log zerolog.Logger, headTimeout time.Duration) *upgradeListener {
 	l := &upgradeListener{Listener: ln, handler: handler, log: log, headTimeout: headTimeout, handoff: make(chan net.Conn),
-		closed: make(chan struct{}), reading: make(map[net.Conn]struct{})}
+		closed: make(chan struct{}), reading: make(map[net.Conn]struct{}),
+		heads: make(chan readHead), maxWorkers: max(runtime.GOMAXPROCS(0), 2)}
 	l.acceptWG.Add(1)
 	go l.acceptLoop()
 	return l
@@ -149,6 +165,7 @@ func (l *upgradeListener) shut() error {
 		l.mu.Unlock()
 		err = l.Listener.Close()
 		l.conns.Wait()
+		l.workers.Wait() // each returns once closed, its head served
 	})
 	return err
 }
@@ -162,13 +179,11 @@ func (l *upgradeListener) doneReading(nc net.Conn) {
 
 var headBufs = sync.Pool{New: func() any { b := make([]byte, upgradeHeadSize); return &b }}
 
-// serveFirst reads nc's first request head and serves it when it is a socket upgrade in the
-// common form; otherwise it hands nc, with what was read, to net/http.
+// serveFirst reads nc's first request head, then has it served (serveHead) by an idle worker, a
+// new one, or, when there are maxWorkers and all are busy, right here.
 func (l *upgradeListener) serveFirst(nc net.Conn) {
-	defer l.conns.Done()
 	bp := headBufs.Get().(*[]byte)
 	buf := *bp
-	defer headBufs.Put(bp)
 	_ = nc.SetReadDeadline(time.Now().Add(l.headTimeout))
 	n, end := 0, -1
 	for end < 0 && n < len(buf) {
@@ -182,27 +197,85 @@ func (l *upgradeListener) serveFirst(nc net.Conn) {
 			if end < 0 {
 				l.doneReading(nc)
 				_ = nc.Close() // gone or too slow before its head was whole, as net/http would drop it
+				headBufs.Put(bp)
+				l.conns.Done()
 				return
 			}
 			break
 		}
 	}
 	l.doneReading(nc)
+	h := readHead{nc: nc, buf: bp, n: n, end: end}
+	select {
+	case l.heads <- h:
+		return
+	default:
+	}
+	l.mu.Lock()
+	spawn := l.numWorkers < l.maxWorkers
+	if spawn {
+		l.numWorkers++
+		l.workers.Add(1)
+	}
+	l.mu.Unlock()
+	if spawn {
+		go l.upgradeWorker(h)
+		return
+	}
+	l.serveHead(h)
+}
+
+// upgradeWorker serves heads until the listener is closed, starting with first.
+//
+// Why workers: serving an upgrade (the handler, coder/websocket's Accept, the hub) grows the
+// stack of the goroutine that runs it several times past its initial 2 KiB, and each doubling
+// copies the stack and walks every frame on it. On a goroutine per connection that
+// was a tenth of the node's CPU per connect (a profile of the connect ramp); a worker grows its
+// stack once. The connection's own goroutine only reads the head, which stays shallow.
+func (l *upgradeListener) upgradeWorker(first readHead) {
+	defer l.workers.Done()
+	for h := first; ; {
+		l.serveHead(h)
+		select {
+		case h = <-l.heads:
+		case <-l.closed:
+			return
+		}
+	}
+}
+
+// serveHead serves a connection's first request when it is a socket upgrade in the common form;
+// otherwise it hands the connection, with what was read, to net/http.
+func (l *upgradeListener) serveHead(h readHead) {
+	buf := *h.buf
 	var r *http.Request
-	if end >= 0 {
-		r = parseUpgradeHead(buf[:end+2])
+	if h.end >= 0 {
+		r = parseUpgradeHead(buf[:h.end+2])
 	}
 	if r == nil {
 		// net/http reads it again from the start, under its own timeouts.
-		_ = nc.SetReadDeadline(time.Time{})
-		l.handOff(&prefixConn{inputConn{Conn: nc, pending: bytes.Clone(buf[:n])}})
+		_ = h.nc.SetReadDeadline(time.Time{})
+		pending := bytes.Clone(buf[:h.n])
+		headBufs.Put(h.buf)
+		l.handOff(&prefixConn{inputConn{Conn: h.nc, pending: pending}})
+		l.conns.Done()
 		return
 	}
-	r.RemoteAddr = nc.RemoteAddr().String()
-	w := &upgradeResponse{nc: nc, carried: buf[end+4 : n]}
-	if l.serve(w, r) && !w.hijacked {
-		w.finish()
+	r.RemoteAddr = h.nc.RemoteAddr().String()
+	w := &upgradeResponse{nc: h.nc, carried: buf[h.end+4 : h.n]}
+	ok := l.serve(w, r)
+	w.carried = nil // Hijack took a copy; buf goes back to the pool
+	headBufs.Put(h.buf)
+	if !ok || w.hijacked {
+		l.conns.Done()
+		return
 	}
+	// A refused upgrade: its response and the wait for the client's close (up to a second)
+	// go on without holding the worker.
+	go func() {
+		defer l.conns.Done()
+		w.finish()
+	}()
 }
 
 // serve runs the handler as net/http does: a panic in it is logged with its stack and ends

@@ -128,3 +128,82 @@ func TestUpgradeListenerHandlerPanic(t *testing.T) {
 		t.Errorf("another request: %d %q", resp.StatusCode, b)
 	}
 }
+
+// TestUpgradeWorkers: upgrades are served by at most maxWorkers long-lived workers, reused from
+// one connection to the next; when every worker is busy (a handler waiting on something), the
+// next connection is served on its own goroutine, not queued behind them; Close stops the
+// workers (goleak checks the package).
+func TestUpgradeWorkers(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 16)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("wait") != "" {
+			entered <- struct{}{}
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newUpgradeListener(ln, handler, zerolog.Nop(), time.Second)
+	defer l.Close()
+	workers := func() int {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.numWorkers
+	}
+	request := func(query string) net.Conn {
+		t.Helper()
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(nc, "GET /ws?"+query+" HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	answer := func(nc net.Conn) string {
+		t.Helper()
+		defer nc.Close()
+		b, err := io.ReadAll(nc)
+		if err != nil {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		status, _, _ := strings.Cut(string(b), "\r\n")
+		return status
+	}
+	for range 5 {
+		if got := answer(request("")); got != "HTTP/1.1 204 No Content" {
+			t.Fatalf("answer %q", got)
+		}
+	}
+	if n := workers(); n != 1 {
+		t.Errorf("%d workers after 5 connections one after another, want 1, reused", n)
+	}
+	held := make([]net.Conn, l.maxWorkers+2)
+	for i := range held {
+		held[i] = request("wait=1")
+		select {
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("connection %d of %d was not served while the %d workers were busy", i+1, len(held), workers())
+		}
+	}
+	if n := workers(); n != l.maxWorkers {
+		t.Errorf("%d workers, want the limit %d", n, l.maxWorkers)
+	}
+	close(release)
+	for _, nc := range held {
+		if got := answer(nc); got != "HTTP/1.1 204 No Content" {
+			t.Errorf("held connection answered %q", got)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	l.workers.Wait()
+}
