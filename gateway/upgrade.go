@@ -206,6 +206,10 @@ func (l *upgradeListener) serveFirst(nc net.Conn) {
 	}
 	l.doneReading(nc)
 	h := readHead{nc: nc, buf: bp, n: n, end: end}
+	if end < 0 {
+		l.handOffRead(h) // not an upgrade: no worker needed
+		return
+	}
 	select {
 	case l.heads <- h:
 		return
@@ -253,12 +257,7 @@ func (l *upgradeListener) serveHead(h readHead) {
 		r = parseUpgradeHead(buf[:h.end+2])
 	}
 	if r == nil {
-		// net/http reads it again from the start, under its own timeouts.
-		_ = h.nc.SetReadDeadline(time.Time{})
-		pending := bytes.Clone(buf[:h.n])
-		headBufs.Put(h.buf)
-		l.handOff(&prefixConn{inputConn{Conn: h.nc, pending: pending}})
-		l.conns.Done()
+		l.handOffRead(h)
 		return
 	}
 	r.RemoteAddr = h.nc.RemoteAddr().String()
@@ -294,6 +293,16 @@ func (l *upgradeListener) serve(w *upgradeResponse, r *http.Request) (ok bool) {
 	}()
 	l.handler.ServeHTTP(w, r)
 	return true
+}
+
+// handOffRead gives a connection whose first request is not served here to net/http, which
+// reads it again from the start, under its own timeouts.
+func (l *upgradeListener) handOffRead(h readHead) {
+	_ = h.nc.SetReadDeadline(time.Time{})
+	pending := bytes.Clone((*h.buf)[:h.n])
+	headBufs.Put(h.buf)
+	l.handOff(&prefixConn{inputConn{Conn: h.nc, pending: pending}})
+	l.conns.Done()
 }
 
 // handOff gives nc to net/http, or closes it once the listener is closed.
