@@ -66,7 +66,7 @@ type upgradeListener struct {
 	reading map[net.Conn]struct{} // connections whose first request is being read here
 	conns   sync.WaitGroup        // each until its first request is served or handed to net/http
 
-	// Heads read whole go to a few long-lived workers (serveHead), see upgradeWorker.
+	// Heads read whole go to a few workers (serveHead), see upgradeWorker.
 	heads      chan readHead // unbuffered: taken only by a worker waiting for one
 	workers    sync.WaitGroup
 	numWorkers int // under mu; never more than maxWorkers
@@ -229,24 +229,40 @@ func (l *upgradeListener) serveFirst(nc net.Conn) {
 	l.serveHead(h)
 }
 
-// upgradeWorker serves heads until the listener is closed, starting with first.
+// upgradeWorker serves heads, starting with first, until none has come for upgradeWorkerIdle
+// or the listener is closed.
 //
 // Why workers: serving an upgrade (the handler, coder/websocket's Accept, the hub) grows the
 // stack of the goroutine that runs it several times past its initial 2 KiB, and each doubling
-// copies the stack and walks every frame on it. On a goroutine per connection that
-// was a tenth of the node's CPU per connect (a profile of the connect ramp); a worker grows its
-// stack once. The connection's own goroutine only reads the head, which stays shallow.
+// copies the stack and walks every frame on it. On a goroutine per connection that was a tenth
+// of the node's CPU per connect (a profile of the connect ramp); a worker grows its stack once
+// per burst of connects. The connection's own goroutine only reads the head, which stays
+// shallow. Between bursts no worker is left: a node that takes no connects keeps no goroutine
+// for them.
 func (l *upgradeListener) upgradeWorker(first readHead) {
 	defer l.workers.Done()
+	idle := time.NewTimer(upgradeWorkerIdle)
+	defer idle.Stop()
 	for h := first; ; {
 		l.serveHead(h)
+		idle.Reset(upgradeWorkerIdle)
 		select {
 		case h = <-l.heads:
+		case <-idle.C:
+			l.mu.Lock()
+			l.numWorkers--
+			l.mu.Unlock()
+			return
 		case <-l.closed:
 			return
 		}
 	}
 }
+
+// upgradeWorkerIdle is how long a worker waits for the next head before it ends. Connects come
+// in bursts (a match start, a reconnect wave after a deploy), with a head every few
+// microseconds to milliseconds; a worker left over after one is cheap but need not stay.
+const upgradeWorkerIdle = time.Second
 
 // serveHead serves a connection's first request when it is a socket upgrade in the common form;
 // otherwise it hands the connection, with what was read, to net/http.

@@ -129,10 +129,10 @@ func TestUpgradeListenerHandlerPanic(t *testing.T) {
 	}
 }
 
-// TestUpgradeWorkers: upgrades are served by at most maxWorkers long-lived workers, reused from
-// one connection to the next; when every worker is busy (a handler waiting on something), the
-// next connection is served on its own goroutine, not queued behind them; Close stops the
-// workers (goleak checks the package).
+// TestUpgradeWorkers: upgrades are served by at most maxWorkers workers, reused from one
+// connection to the next; when every worker is busy (a handler waiting on something), the next
+// connection is served on its own goroutine, not queued behind them; workers end once idle for
+// upgradeWorkerIdle, and Close stops any left (goleak checks the package).
 func TestUpgradeWorkers(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 16)
@@ -201,6 +201,14 @@ func TestUpgradeWorkers(t *testing.T) {
 		if got := answer(nc); got != "HTTP/1.1 204 No Content" {
 			t.Errorf("held connection answered %q", got)
 		}
+	}
+	for deadline := time.Now().Add(upgradeWorkerIdle + 5*time.Second); workers() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers still there %v after the last connection", workers(), upgradeWorkerIdle+5*time.Second)
+		}
+	}
+	if got := answer(request("")); got != "HTTP/1.1 204 No Content" {
+		t.Errorf("after the workers ended: answer %q", got)
 	}
 	if err := l.Close(); err != nil {
 		t.Errorf("Close: %v", err)
