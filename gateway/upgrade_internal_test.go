@@ -102,14 +102,7 @@ func TestUpgradeListenerHandlerPanic(t *testing.T) {
 		}
 	}()
 	for range 2 {
-		nc, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(nc, "GET /ws?token=x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
+		nc := sendUpgrade(t, ln.Addr().String(), "token=x")
 		if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
 			t.Fatalf("after the panic: %q, %v; want the connection closed with no answer", b, err)
 		}
@@ -154,18 +147,7 @@ func TestUpgradeWorkers(t *testing.T) {
 		defer l.mu.Unlock()
 		return l.numWorkers
 	}
-	request := func(query string) net.Conn {
-		t.Helper()
-		nc, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(nc, "GET /ws?"+query+" HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
-		return nc
-	}
+	request := func(query string) net.Conn { return sendUpgrade(t, ln.Addr().String(), query) }
 	answer := func(nc net.Conn) string {
 		t.Helper()
 		defer nc.Close()
@@ -214,4 +196,19 @@ func TestUpgradeWorkers(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 	l.workers.Wait()
+}
+
+// sendUpgrade dials addr and sends a minimal upgrade request for /ws?query; the connection has
+// a 5 s deadline.
+func sendUpgrade(t *testing.T, addr, query string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(nc, "GET /ws?"+query+" HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	return nc
 }
